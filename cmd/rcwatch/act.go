@@ -1,0 +1,13 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// newActCmd groups the action workers: irc (issue 5), edit (issue 6).
+func newActCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "act",
+		Short: "Action workers that consume ALERTS (irc, edit)",
+	}
+}

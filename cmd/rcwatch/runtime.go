@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/spf13/pflag"
+
+	"github.com/rcwatch/rcwatch/pipeline"
+)
+
+// commonFlags are shared by every long-running stage.
+type commonFlags struct {
+	NATS      string
+	Replicas  int
+	OpsAddr   string
+	LogLevel  string
+	LogFormat string
+}
+
+func (c *commonFlags) register(fs *pflag.FlagSet, opsDefault string) {
+	fs.StringVar(&c.NATS, "nats", "", "NATS URL(s), comma-separated; empty starts an embedded server (run only)")
+	fs.IntVar(&c.Replicas, "stream-replicas", 1, "replicas of the streams and buckets this stage creates (3 in a cluster)")
+	fs.StringVar(&c.OpsAddr, "ops-addr", opsDefault, "listen address of /metrics, /healthz and /readyz (empty: off)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal)")
+}
+
+func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		return zerolog.Nop(), fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	switch format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	case "auto":
+		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		}
+	default:
+		return zerolog.Nop(), fmt.Errorf("--log-format %q: want json, console or auto", format)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// runtime is what every stage gets from cmd: a logger, metrics registry,
+// readiness checks and a JetStream connection with the streams ensured.
+type runtime struct {
+	log      zerolog.Logger
+	reg      *prometheus.Registry
+	health   *pipeline.Health
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	embedded *pipeline.Embedded
+	topo     pipeline.Topology
+}
+
+// embeddedFlags configure the embedded server of `rcwatch run`.
+type embeddedFlags struct {
+	DataDir string
+	Listen  int
+}
+
+func (e *embeddedFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&e.DataDir, "data-dir", "./data", "JetStream storage of the embedded NATS server")
+	fs.IntVar(&e.Listen, "nats-port", 0, "also serve the embedded NATS on this loopback port (0: in-process only, -1: any free port)")
+}
+
+// setup connects (starting the embedded server when c.NATS is empty and
+// emb is not nil) and ensures the streams. close releases it all.
+func setup(ctx context.Context, name string, c commonFlags, emb *embeddedFlags) (*runtime, func(), error) {
+	log, err := newLogger(os.Stderr, c.LogLevel, c.LogFormat)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt := &runtime{log: log, reg: pipeline.NewRegistry(), health: pipeline.NewHealth(),
+		topo: pipeline.Topology{Replicas: max(c.Replicas, 1), Storage: jetstream.FileStorage}}
+	closers := []func(){}
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	switch {
+	case c.NATS != "":
+		rt.nc, err = pipeline.Connect(c.NATS, "rcwatch-"+name, log)
+	case emb != nil:
+		rt.embedded, err = pipeline.StartEmbedded(pipeline.EmbeddedConfig{StoreDir: emb.DataDir, Port: emb.Listen})
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, rt.embedded.Shutdown)
+		if u := rt.embedded.ClientURL(); u != "" {
+			log.Info().Str("url", u).Msg("embedded NATS listening")
+		}
+		log.Info().Str("store", emb.DataDir).Msg("embedded NATS with JetStream started")
+		rt.nc, err = rt.embedded.Connect("rcwatch-"+name, log)
+	default:
+		err = errors.New("--nats (or RCWATCH_NATS) is required for a single stage; `rcwatch run` embeds a server")
+	}
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	closers = append(closers, func() { _ = rt.nc.Drain(); rt.nc.Close() })
+	rt.health.AddCheck("nats", func() error {
+		if !rt.nc.IsConnected() {
+			return errors.New("not connected to NATS")
+		}
+		return nil
+	})
+	if rt.js, err = pipeline.JetStream(rt.nc); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	if err := pipeline.WaitJetStream(ctx, rt.js, rt.topo, log); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return rt, closeAll, nil
+}

@@ -1,0 +1,100 @@
+// Package natstest runs a real NATS server with JetStream for tests: the
+// embedded nats-server/v2, listening on a free loopback port, storing in
+// tb.TempDir(). It is the one helper every package's tests use.
+package natstest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rcwatch/rcwatch/pipeline"
+)
+
+// Server is a running embedded NATS server owned by a test.
+type Server struct {
+	*pipeline.Embedded
+	Dir  string
+	Port int
+	URL  string
+}
+
+// Start runs a JetStream server for the test and stops it at cleanup.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	port, err := pipeline.FreePort()
+	require.NoError(tb, err)
+	s := &Server{Dir: tb.TempDir(), Port: port}
+	s.start(tb)
+	tb.Cleanup(func() { s.Shutdown() })
+	return s
+}
+
+func (s *Server) start(tb testing.TB) {
+	tb.Helper()
+	e, err := pipeline.StartEmbedded(pipeline.EmbeddedConfig{StoreDir: s.Dir, Port: s.Port, Name: "test"})
+	require.NoError(tb, err)
+	s.Embedded = e
+	s.URL = e.ClientURL()
+}
+
+// Restart stops the server and starts it again on the same port and store.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	s.Shutdown()
+	s.start(tb)
+}
+
+// Connect opens a client over TCP (so it sees disconnects and reconnects),
+// ensures the rcwatch streams and buckets, and closes at cleanup.
+func (s *Server) Connect(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := pipeline.Connect(s.URL, tb.Name(), zerolog.Nop())
+	require.NoError(tb, err)
+	tb.Cleanup(nc.Close)
+	js, err := pipeline.JetStream(nc)
+	require.NoError(tb, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(tb, pipeline.Ensure(ctx, js, pipeline.Topology{Replicas: 1, Storage: jetstream.FileStorage}))
+	return nc, js
+}
+
+// StreamMessages reads every message of a stream in order (an ordered
+// consumer), waiting up to timeout for at least want messages.
+func StreamMessages(tb testing.TB, js jetstream.JetStream, stream string, want int, timeout time.Duration) []jetstream.Msg {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	require.NoError(tb, err)
+	deadline := time.Now().Add(timeout)
+	for {
+		info, err := s.Info(ctx)
+		require.NoError(tb, err)
+		if int(info.State.Msgs) >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling the server's own count; there is no event to await
+	}
+	info, err := s.Info(ctx)
+	require.NoError(tb, err)
+	n := int(info.State.Msgs)
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	require.NoError(tb, err)
+	out := make([]jetstream.Msg, 0, n)
+	for len(out) < n {
+		batch, err := c.Fetch(min(n-len(out), 500), jetstream.FetchMaxWait(5*time.Second))
+		require.NoError(tb, err)
+		for m := range batch.Messages() {
+			out = append(out, m)
+		}
+		require.NoError(tb, batch.Error())
+	}
+	return out
+}
