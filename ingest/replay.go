@@ -1,0 +1,382 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// ReplayConfig configures the replay server.
+type ReplayConfig struct {
+	// Events are the data payloads, served in order (one SSE frame each).
+	Events [][]byte
+	// Topic names the synthetic Kafka topic of the id lines
+	// (default "replay.mediawiki.recentchange").
+	Topic string
+	// Loop serves the events again and again; with UniqueIDs (the default
+	// for loops) each pass rewrites meta.id so JetStream sees new events.
+	Loop      bool
+	UniqueIDs bool
+	// Limit stops after this many events in all (0: all of them, or forever with Loop).
+	Limit int
+	// Rate paces frames to N per second per connection (0: as fast as possible).
+	Rate float64
+	// CutEvery closes a connection after N frames; CutAfter after a duration
+	// (EventStreams cuts about every 15 minutes). 0 disables each.
+	CutEvery int
+	CutAfter time.Duration
+	// MaxConns answers 429 with Retry-After to connections beyond it (0: no limit).
+	MaxConns int
+	// CloseAtEnd closes the connection when there is nothing more to serve;
+	// by default it stays open and idle, like a quiet live stream.
+	CloseAtEnd bool
+}
+
+// Replay is an EventStreams-compatible SSE endpoint serving recorded events:
+// ":ok" first, then frames of "event: message", "id: <JSON array>" as
+// Wikimedia writes it, and one "data:" line. It honours Last-Event-ID
+// (resumes after that event) and ?since= (an RFC 3339 time or epoch ms, when
+// no Last-Event-ID is sent).
+type Replay struct {
+	cfg   ReplayConfig
+	times []time.Time // meta.dt of each event, for ?since=
+	log   zerolog.Logger
+
+	conns  atomic.Int64
+	served atomic.Int64
+	mu     sync.Mutex
+	seen   []string // Last-Event-ID headers received, in order
+}
+
+// NewReplay builds the server.
+func NewReplay(cfg ReplayConfig, log zerolog.Logger) *Replay {
+	if cfg.Topic == "" {
+		cfg.Topic = "replay.mediawiki.recentchange"
+	}
+	r := &Replay{cfg: cfg, log: log, times: make([]time.Time, len(cfg.Events))}
+	for i, e := range cfg.Events {
+		var v struct {
+			Meta struct {
+				DT string `json:"dt"`
+			} `json:"meta"`
+		}
+		if json.Unmarshal(e, &v) == nil {
+			r.times[i], _ = time.Parse(time.RFC3339Nano, v.Meta.DT)
+		}
+	}
+	return r
+}
+
+// Served is the number of frames written so far, over all connections.
+func (r *Replay) Served() int64 { return r.served.Load() }
+
+// LastEventIDs returns the Last-Event-ID header of every request so far ("" when absent).
+func (r *Replay) LastEventIDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.seen...)
+}
+
+// total is the number of events the server will ever serve (-1: unbounded).
+func (r *Replay) total() int64 {
+	n := int64(len(r.cfg.Events))
+	switch {
+	case r.cfg.Limit > 0 && (r.cfg.Loop || int64(r.cfg.Limit) < n):
+		return int64(r.cfg.Limit)
+	case r.cfg.Loop && n > 0:
+		return -1
+	}
+	return n
+}
+
+// ID returns the id line of the event at global offset off.
+func (r *Replay) ID(off int64) string {
+	return `[{"topic":"` + r.cfg.Topic + `","partition":0,"offset":` + strconv.FormatInt(off, 10) + `}]`
+}
+
+// offsetOf parses a Last-Event-ID of ours and returns the offset to serve next.
+func (r *Replay) offsetOf(lastID string) (int64, error) {
+	var parts []struct {
+		Topic  string `json:"topic"`
+		Offset *int64 `json:"offset"`
+	}
+	if err := json.Unmarshal([]byte(lastID), &parts); err != nil {
+		return 0, fmt.Errorf("Last-Event-ID is not a JSON array: %w", err)
+	}
+	for _, p := range parts {
+		if p.Topic == r.cfg.Topic && p.Offset != nil && *p.Offset >= 0 {
+			return *p.Offset + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("Last-Event-ID has no offset for topic %s", r.cfg.Topic)
+}
+
+func (r *Replay) sinceOffset(s string) (int64, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		ms, err2 := strconv.ParseInt(s, 10, 64)
+		if err2 != nil {
+			return 0, fmt.Errorf("since %q is neither RFC 3339 nor epoch milliseconds", s)
+		}
+		t = time.UnixMilli(ms)
+	}
+	for i, et := range r.times {
+		if !et.Before(t) {
+			return int64(i), nil
+		}
+	}
+	return int64(len(r.times)), nil
+}
+
+// ServeHTTP implements http.Handler.
+func (r *Replay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	n := r.conns.Add(1)
+	defer r.conns.Add(-1)
+	lastID := req.Header.Get("Last-Event-ID")
+	r.mu.Lock()
+	r.seen = append(r.seen, lastID)
+	r.mu.Unlock()
+	if r.cfg.MaxConns > 0 && n > int64(r.cfg.MaxConns) {
+		w.Header().Set("Retry-After", "1")
+		httpError(w, http.StatusTooManyRequests, "too_many_requests", "Too Many Concurrent Connections From Your Client IP")
+		return
+	}
+	var off int64
+	var err error
+	switch {
+	case lastID != "":
+		off, err = r.offsetOf(lastID)
+	case req.URL.Query().Get("since") != "":
+		off, err = r.sinceOffset(req.URL.Query().Get("since"))
+	}
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	flusher, _ := w.(http.Flusher)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	flush := func() bool {
+		if bw.Flush() != nil {
+			return false
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return true
+	}
+	_, _ = bw.WriteString(":ok\n\n")
+	if !flush() {
+		return
+	}
+
+	var tick *time.Ticker
+	if r.cfg.Rate > 0 {
+		tick = time.NewTicker(time.Duration(float64(time.Second) / r.cfg.Rate))
+		defer tick.Stop()
+	}
+	var cut <-chan time.Time
+	if r.cfg.CutAfter > 0 {
+		t := time.NewTimer(r.cfg.CutAfter)
+		defer t.Stop()
+		cut = t.C
+	}
+	total := r.total()
+	sent := 0
+	for ; total < 0 || off < total; off++ {
+		if tick != nil {
+			select {
+			case <-tick.C:
+			case <-cut:
+				flush()
+				return
+			case <-req.Context().Done():
+				return
+			}
+		} else {
+			select {
+			case <-cut:
+				flush()
+				return
+			case <-req.Context().Done():
+				return
+			default:
+			}
+		}
+		writeFrame(bw, r.ID(off), r.payload(off))
+		r.served.Add(1)
+		sent++
+		if tick != nil || sent%64 == 0 {
+			if !flush() {
+				return
+			}
+		}
+		if r.cfg.CutEvery > 0 && sent >= r.cfg.CutEvery {
+			flush()
+			return
+		}
+	}
+	flush()
+	if r.cfg.CloseAtEnd {
+		return
+	}
+	select { // stay open and quiet, like a live stream with nothing new
+	case <-req.Context().Done():
+	case <-cut:
+	}
+}
+
+// payload is the event at global offset off; later passes of a loop get a
+// rewritten meta.id so that they are new events to JetStream.
+func (r *Replay) payload(off int64) []byte {
+	n := int64(len(r.cfg.Events))
+	data := r.cfg.Events[off%n]
+	pass := off / n
+	if pass == 0 || !r.cfg.UniqueIDs {
+		return data
+	}
+	return rewriteMetaID(data, pass)
+}
+
+// rewriteMetaID replaces the first "id":"<uuid>" after "meta" with an id
+// derived from it and pass, keeping every other byte.
+func rewriteMetaID(data []byte, pass int64) []byte {
+	mi := bytes.Index(data, []byte(`"meta"`))
+	if mi < 0 {
+		return data
+	}
+	rest := data[mi:]
+	ki := bytes.Index(rest, []byte(`"id"`))
+	if ki < 0 {
+		return data
+	}
+	vs := bytes.IndexByte(rest[ki+4:], '"')
+	if vs < 0 {
+		return data
+	}
+	start := mi + ki + 4 + vs + 1
+	ve := bytes.IndexByte(data[start:], '"')
+	if ve < 0 {
+		return data
+	}
+	old := data[start : start+ve]
+	sum := sha1.Sum(append(append([]byte{}, old...), strconv.FormatInt(pass, 10)...))
+	h := hex.EncodeToString(sum[:16])
+	id := h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	out := make([]byte, 0, len(data)-len(old)+len(id))
+	out = append(out, data[:start]...)
+	out = append(out, id...)
+	return append(out, data[start+ve:]...)
+}
+
+func writeFrame(w *bufio.Writer, id string, data []byte) {
+	_, _ = w.WriteString("event: message\nid: ")
+	_, _ = w.WriteString(id)
+	_ = w.WriteByte('\n')
+	// One data: line per line of the payload (EventStreams JSON has none).
+	for {
+		i := bytes.IndexAny(data, "\r\n")
+		_, _ = w.WriteString("data: ")
+		if i < 0 {
+			_, _ = w.Write(data)
+			_, _ = w.WriteString("\n\n")
+			return
+		}
+		_, _ = w.Write(data[:i])
+		_ = w.WriteByte('\n')
+		data = data[i+1:]
+	}
+}
+
+func httpError(w http.ResponseWriter, code int, typ, title string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{"type": typ, "title": title, "status": code})
+}
+
+// LoadEvents reads recorded events from files: .sse captures (the data of
+// each frame), .jsonl (one event per line) and .json (concatenated JSON
+// values). The bytes of each event are kept exactly.
+func LoadEvents(paths ...string) ([][]byte, error) {
+	var all [][]byte
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("reading events: %w", err)
+		}
+		var evs [][]byte
+		switch strings.ToLower(filepath.Ext(p)) {
+		case ".sse":
+			evs = ParseSSE(b)
+		case ".jsonl", ".ndjson":
+			for _, line := range bytes.Split(b, []byte("\n")) {
+				if line = bytes.TrimRight(line, "\r"); len(bytes.TrimSpace(line)) > 0 {
+					evs = append(evs, line)
+				}
+			}
+		case ".json":
+			dec := json.NewDecoder(bytes.NewReader(b))
+			for {
+				var raw json.RawMessage
+				if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
+					break
+				} else if err != nil {
+					return nil, fmt.Errorf("reading %s: %w", p, err)
+				}
+				evs = append(evs, raw)
+			}
+		default:
+			return nil, fmt.Errorf("reading %s: unknown extension (want .sse, .jsonl or .json)", p)
+		}
+		all = append(all, evs...)
+	}
+	return all, nil
+}
+
+// ParseSSE returns the data of each frame of an SSE capture (frames without
+// data are skipped; multi-line data is joined with '\n'; a last frame with no
+// terminating blank line is kept, as browsers would not).
+func ParseSSE(b []byte) [][]byte {
+	var out [][]byte
+	var data []byte
+	has := false
+	for _, line := range bytes.Split(bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")), []byte("\n")) {
+		switch {
+		case len(line) == 0:
+			if has {
+				out = append(out, data)
+			}
+			data, has = nil, false
+		case bytes.HasPrefix(line, []byte("data:")):
+			v := bytes.TrimPrefix(line[5:], []byte(" "))
+			if has {
+				data = append(data, '\n')
+			}
+			data = append(data, v...)
+			has = true
+		}
+	}
+	if has {
+		out = append(out, data)
+	}
+	return out
+}
