@@ -256,13 +256,18 @@ func (in *Ingester) backoff(failures int) time.Duration {
 
 // handle processes one frame. It returns an error only when ctx ended.
 func (in *Ingester) handle(ctx context.Context, f Frame) error {
-	in.m.received.Inc()
 	id := string(f.ID)
+	if len(f.Data) == 0 && len(f.Event) == 0 && id == in.lastID {
+		// r3labs/sse dispatches comment lines (":ok") with the previous id
+		// filled in; it is not a frame.
+		return nil
+	}
+	in.m.received.Inc()
 	if in.held != nil {
 		// The connection went on after the undecodable frame: it was bad, not cut.
 		h := in.held
 		in.held = nil
-		if err := in.deadLetter(ctx, h.f, "invalid_json", h.err); err != nil {
+		if err := in.deadLetter(ctx, h.f, reasonOf(h.err), h.err); err != nil {
 			return err
 		}
 	}
@@ -277,7 +282,10 @@ func (in *Ingester) handle(ctx context.Context, f Frame) error {
 	}
 	var ev event.RecentChange
 	if err := event.DecodeInto(f.Data, &ev); err != nil {
-		if errors.Is(err, event.ErrInvalidJSON) && in.truncated[id] < in.cfg.TruncationRetries {
+		// A cut connection leaves invalid JSON, or invalid UTF-8 when it
+		// falls inside a character: hold the frame until we know which.
+		cut := errors.Is(err, event.ErrInvalidJSON) || errors.Is(err, event.ErrInvalidUTF8)
+		if cut && in.truncated[id] < in.cfg.TruncationRetries {
 			in.held = &heldFrame{f: f, err: err}
 			return nil
 		}
@@ -321,7 +329,7 @@ func (in *Ingester) connectionEnded(ctx context.Context) {
 	in.m.malformed.WithLabelValues("truncated").Inc()
 	if in.truncated[id] >= in.cfg.TruncationRetries {
 		// It keeps arriving broken: it is not a cut, it is bad data.
-		if err := in.deadLetter(context.WithoutCancel(ctx), h.f, "invalid_json", h.err); err != nil {
+		if err := in.deadLetter(context.WithoutCancel(ctx), h.f, reasonOf(h.err), h.err); err != nil {
 			in.log.Error().Err(err).Msg("dead-lettering a repeatedly truncated frame failed")
 		}
 		return

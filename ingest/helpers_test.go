@@ -1,0 +1,227 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/pipeline"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// http.Transport keeps idle connections' goroutines until they time out.
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+const fixtures = "../testdata/fixtures"
+
+// uniqueEvents returns n recorded events with distinct meta.ids.
+func uniqueEvents(tb testing.TB, n int) [][]byte {
+	tb.Helper()
+	files, err := filepath.Glob(filepath.Join(fixtures, "recentchange.*.jsonl"))
+	require.NoError(tb, err)
+	all, err := ingest.LoadEvents(files...)
+	require.NoError(tb, err)
+	seen := map[string]bool{}
+	var out [][]byte
+	for _, e := range all {
+		id := metaID(tb, e)
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		out = append(out, e)
+		if len(out) == n {
+			return out
+		}
+	}
+	tb.Fatalf("only %d distinct events in the fixtures, want %d", len(out), n)
+	return nil
+}
+
+func metaID(tb testing.TB, data []byte) string {
+	tb.Helper()
+	var v struct {
+		Meta struct {
+			ID string `json:"id"`
+		} `json:"meta"`
+	}
+	require.NoError(tb, json.Unmarshal(data, &v))
+	return v.Meta.ID
+}
+
+func startReplay(tb testing.TB, cfg ingest.ReplayConfig) (*ingest.Replay, string) {
+	tb.Helper()
+	r := ingest.NewReplay(cfg, zerolog.Nop())
+	srv := httptest.NewServer(r)
+	tb.Cleanup(srv.Close)
+	return r, srv.URL + "/v2/stream/recentchange"
+}
+
+// running is an ingester running in the background of a test.
+type running struct {
+	in     *ingest.Ingester
+	reg    *prometheus.Registry
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startIngester(tb testing.TB, nc *nats.Conn, url string, cfg ingest.Config) *running {
+	tb.Helper()
+	src, err := ingest.NewSSESource(ingest.SSEConfig{URL: url, IdleTimeout: time.Minute})
+	require.NoError(tb, err)
+	reg := prometheus.NewRegistry()
+	if cfg.BackoffMin == 0 {
+		cfg.BackoffMin = 20 * time.Millisecond
+	}
+	if cfg.PositionInterval == 0 {
+		cfg.PositionInterval = 50 * time.Millisecond
+	}
+	in, err := ingest.New(nc, src, cfg, reg, zerolog.Nop(), time.Now)
+	require.NoError(tb, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{in: in, reg: reg, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- in.Run(ctx) }()
+	tb.Cleanup(func() { _ = r.stop(tb) })
+	return r
+}
+
+// stop cancels the ingester and waits for its drain.
+func (r *running) stop(tb testing.TB) error {
+	tb.Helper()
+	r.cancel()
+	select {
+	case err, ok := <-r.done:
+		if !ok {
+			return nil
+		}
+		close(r.done)
+		return err
+	case <-time.After(30 * time.Second):
+		tb.Fatal("ingester did not stop within 30s")
+		return nil
+	}
+}
+
+func counter(tb testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
+	tb.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(tb, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		var sum float64
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			if m.Counter != nil {
+				sum += m.GetCounter().GetValue()
+			} else if m.Gauge != nil {
+				sum += m.GetGauge().GetValue()
+			}
+		}
+		return sum
+	}
+	return 0
+}
+
+// waitStream waits until the stream holds want messages.
+func waitStream(tb testing.TB, js jetstream.JetStream, stream string, want int, timeout time.Duration) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	require.NoError(tb, err)
+	require.Eventually(tb, func() bool {
+		info, err := s.Info(ctx)
+		return err == nil && int(info.State.Msgs) >= want
+	}, timeout, 10*time.Millisecond, "stream %s never reached %d messages", stream, want)
+}
+
+// assertExactly checks that RECENTCHANGE holds exactly the events, each
+// once, in order, with the received bytes unchanged.
+func assertExactly(tb testing.TB, js jetstream.JetStream, events [][]byte) {
+	tb.Helper()
+	waitStream(tb, js, pipeline.StreamRecentChange, len(events), 60*time.Second)
+	msgs := streamMessages(tb, js, pipeline.StreamRecentChange)
+	require.Len(tb, msgs, len(events), "stream holds a different number of events")
+	for i, m := range msgs {
+		want := metaID(tb, events[i])
+		require.Equal(tb, want, m.Headers().Get(jetstream.MsgIDHeader), "event %d out of order or missing", i)
+		require.Equal(tb, string(events[i]), string(m.Data()), "event %d bytes changed", i)
+	}
+}
+
+func streamMessages(tb testing.TB, js jetstream.JetStream, stream string) []jetstream.Msg {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	require.NoError(tb, err)
+	info, err := s.Info(ctx)
+	require.NoError(tb, err)
+	n := int(info.State.Msgs)
+	if n == 0 {
+		return nil
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	require.NoError(tb, err)
+	var out []jetstream.Msg
+	for len(out) < n {
+		batch, err := c.Fetch(min(n-len(out), 1000), jetstream.FetchMaxWait(5*time.Second))
+		require.NoError(tb, err)
+		for m := range batch.Messages() {
+			out = append(out, m)
+		}
+		require.NoError(tb, batch.Error())
+	}
+	return out
+}
+
+var zerologNop = zerolog.Nop()
+
+// assertEachOnce checks that RECENTCHANGE holds exactly the events, each once.
+func assertEachOnce(tb testing.TB, js jetstream.JetStream, events [][]byte) {
+	tb.Helper()
+	waitStream(tb, js, pipeline.StreamRecentChange, len(events), 60*time.Second)
+	msgs := streamMessages(tb, js, pipeline.StreamRecentChange)
+	require.Len(tb, msgs, len(events))
+	want := map[string]string{}
+	for _, e := range events {
+		want[metaID(tb, e)] = string(e)
+	}
+	for _, m := range msgs {
+		id := m.Headers().Get(jetstream.MsgIDHeader)
+		data, ok := want[id]
+		require.True(tb, ok, "event %s unexpected or stored twice", id)
+		require.Equal(tb, data, string(m.Data()))
+		delete(want, id)
+	}
+	require.Empty(tb, want)
+}
