@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/pipeline"
+	"github.com/rcwatch/rcwatch/pipeline/natstest"
+)
+
+// binary is the rcwatch binary built once for the process tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rcwatch-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "rcwatch")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building rcwatch: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is an rcwatch process started by a test.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan error
+	log  string
+}
+
+func startProc(tb testing.TB, args ...string) *proc {
+	tb.Helper()
+	logf := filepath.Join(tb.TempDir(), "rcwatch.log")
+	f, err := os.Create(logf)
+	require.NoError(tb, err)
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), "RCWATCH_LOG_FORMAT=json")
+	require.NoError(tb, cmd.Start())
+	p := &proc{cmd: cmd, done: make(chan error, 1), log: logf}
+	go func() { p.done <- cmd.Wait(); f.Close() }()
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if tb.Failed() {
+			b, _ := os.ReadFile(logf)
+			tb.Logf("rcwatch %v log:\n%s", args, b)
+		}
+	})
+	return p
+}
+
+func (p *proc) signal(tb testing.TB, sig syscall.Signal, within time.Duration) error {
+	tb.Helper()
+	require.NoError(tb, p.cmd.Process.Signal(sig))
+	select {
+	case err := <-p.done:
+		p.done <- err // for cleanup
+		return err
+	case <-time.After(within):
+		tb.Fatalf("rcwatch did not exit within %v of %v", within, sig)
+		return nil
+	}
+}
+
+func testEvents(tb testing.TB, n int) [][]byte {
+	tb.Helper()
+	evs, err := ingest.LoadEvents("../../testdata/fixtures/recentchange.editgroups.qs_batch_with_reverts.jsonl")
+	require.NoError(tb, err)
+	seen := map[string]bool{}
+	var out [][]byte
+	for _, e := range evs {
+		var v struct {
+			Meta struct{ ID string } `json:"meta"`
+		}
+		require.NoError(tb, json.Unmarshal(e, &v))
+		if !seen[v.Meta.ID] {
+			seen[v.Meta.ID] = true
+			out = append(out, e)
+		}
+		if len(out) == n {
+			break
+		}
+	}
+	require.Len(tb, out, n)
+	return out
+}
+
+func streamState(tb testing.TB, js jetstream.JetStream) jetstream.StreamState {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, pipeline.StreamRecentChange)
+	require.NoError(tb, err)
+	info, err := s.Info(ctx)
+	require.NoError(tb, err)
+	return info.State
+}
+
+func waitMsgs(tb testing.TB, js jetstream.JetStream, n uint64) {
+	tb.Helper()
+	require.Eventually(tb, func() bool { return streamState(tb, js).Msgs >= n }, 60*time.Second, 20*time.Millisecond,
+		"RECENTCHANGE never reached %d messages", n)
+}
+
+func assertStreamIs(tb testing.TB, js jetstream.JetStream, events [][]byte) {
+	tb.Helper()
+	msgs := natstest.StreamMessages(tb, js, pipeline.StreamRecentChange, len(events), 60*time.Second)
+	require.Len(tb, msgs, len(events))
+	for i, m := range msgs {
+		require.Equal(tb, string(events[i]), string(m.Data()), "event %d", i)
+	}
+}
+
+// An ingest process killed with SIGKILL mid-run and started again: no event
+// missing, none duplicated, in order.
+func TestIngestProcessSIGKILLAndRestart(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	events := testEvents(t, 1500)
+	hs := httptest.NewServer(ingest.NewReplay(ingest.ReplayConfig{Events: events, Rate: 1500}, zerolog.Nop()))
+	t.Cleanup(hs.Close)
+	args := []string{"ingest", "--nats", srv.URL, "--source", hs.URL, "--ops-addr", ""}
+
+	first := startProc(t, args...)
+	waitMsgs(t, js, 400)
+	require.Error(t, first.signal(t, syscall.SIGKILL, 10*time.Second))
+	require.Less(t, streamState(t, js).Msgs, uint64(len(events)), "killed mid-run")
+
+	second := startProc(t, args...)
+	waitMsgs(t, js, uint64(len(events)))
+	assertStreamIs(t, js, events)
+	require.NoError(t, second.signal(t, syscall.SIGTERM, 30*time.Second))
+}
+
+// SIGTERM: stop reading, wait for the acks, store the position, exit 0 —
+// and the stored position is the last event in the stream.
+func TestIngestProcessSIGTERMDrains(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	events := testEvents(t, 1500)
+	replay := ingest.NewReplay(ingest.ReplayConfig{Events: events, Rate: 2000}, zerolog.Nop())
+	hs := httptest.NewServer(replay)
+	t.Cleanup(hs.Close)
+	p := startProc(t, "ingest", "--nats", srv.URL, "--source", hs.URL, "--ops-addr", "", "--drain-timeout", "10s")
+	waitMsgs(t, js, 300)
+	start := time.Now()
+	require.NoError(t, p.signal(t, syscall.SIGTERM, 15*time.Second), "exit status 0")
+	assert.Less(t, time.Since(start), 10*time.Second)
+
+	st := streamState(t, js)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, pipeline.BucketIngest)
+	require.NoError(t, err)
+	e, err := kv.Get(ctx, "position.recentchange")
+	require.NoError(t, err)
+	assert.Equal(t, replay.ID(int64(st.Msgs-1)), string(e.Value()), "position = the last stored event")
+}
+
+// `rcwatch run` with no --nats starts the embedded server, ingests, and
+// serves /metrics, /healthz, /readyz.
+func TestRunEmbeddedDefault(t *testing.T) {
+	events := testEvents(t, 300)
+	hs := httptest.NewServer(ingest.NewReplay(ingest.ReplayConfig{Events: events}, zerolog.Nop()))
+	t.Cleanup(hs.Close)
+	port, err := pipeline.FreePort()
+	require.NoError(t, err)
+	natsPort, err := pipeline.FreePort()
+	require.NoError(t, err)
+	ops := fmt.Sprintf("127.0.0.1:%d", port)
+	p := startProc(t, "run", "--source", hs.URL, "--data-dir", t.TempDir(), "--ops-addr", ops,
+		"--nats-port", fmt.Sprint(natsPort))
+
+	nc, err := pipeline.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "test", zerolog.Nop())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := pipeline.JetStream(nc)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, pipeline.StreamRecentChange)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx)
+		return err == nil && info.State.Msgs == uint64(len(events))
+	}, 60*time.Second, 50*time.Millisecond)
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		body := httpGet(t, "http://"+ops+path)
+		if path == "/metrics" {
+			assert.Contains(t, body, "rcwatch_ingest_events_published_total 300")
+		}
+	}
+	require.NoError(t, p.signal(t, syscall.SIGTERM, 30*time.Second))
+}
+
+func httpGet(tb testing.TB, url string) string {
+	tb.Helper()
+	var body []byte
+	require.Eventually(tb, func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ = io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "GET %s", url)
+	return string(body)
+}
