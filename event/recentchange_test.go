@@ -2,6 +2,7 @@ package event_test
 
 import (
 	"bytes"
+	stdjson "encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -174,6 +175,22 @@ func BenchmarkDecode(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		if err := event.DecodeInto(lines[i%len(lines)], &ev); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkDecodeStdlib is the same decode with encoding/json, for the ratio.
+func BenchmarkDecodeStdlib(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join(fixtures, "recentchange.electricsql-rag.data.jsonl"))
+	require.NoError(b, err)
+	lines := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		var ev event.RecentChange
+		if err := stdjson.Unmarshal(lines[i%len(lines)], &ev); err != nil {
 			b.Fatal(err)
 		}
 		i++
