@@ -8,8 +8,6 @@
 // package-level mutable state. They are safe for concurrent use.
 package detect
 
-import "time"
-
 // Features is every numeric input of VandalismScore. The zero value of a
 // field means "none" or "unknown" (AbuseFilter gives 0 for unknown user
 // statistics too). Text signals are usually filled with SetText.
@@ -59,5 +57,3 @@ type CitationReport struct {
 	// BareURLs: <ref>http…</ref> or [http://…] with no title.
 	BareURLs int
 }
-
-var _ = time.Time{}
