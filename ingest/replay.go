@@ -292,7 +292,8 @@ func writeFrame(w *bufio.Writer, id string, data []byte) {
 	_, _ = w.WriteString("event: message\nid: ")
 	_, _ = w.WriteString(id)
 	_ = w.WriteByte('\n')
-	// One data: line per line of the payload (EventStreams JSON has none).
+	// One data: line per line of the payload; like KafkaSSE, a run of CR/LF
+	// counts as one line break (EventStreams JSON has none).
 	for {
 		i := bytes.IndexAny(data, "\r\n")
 		_, _ = w.WriteString("data: ")
@@ -303,7 +304,10 @@ func writeFrame(w *bufio.Writer, id string, data []byte) {
 		}
 		_, _ = w.Write(data[:i])
 		_ = w.WriteByte('\n')
-		data = data[i+1:]
+		for i < len(data) && (data[i] == '\r' || data[i] == '\n') {
+			i++
+		}
+		data = data[i:]
 	}
 }
 
