@@ -2,15 +2,94 @@ package main
 
 import (
 	"errors"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/rcwatch/rcwatch/rules"
 )
 
-// Owned by the rules stage (issue 4).
+// evaluateFlags configure the rules evaluator stage; `rcwatch run` registers
+// them too.
+type evaluateFlags struct {
+	Rules        []string
+	Enrich       bool
+	MaxMatchRate float64
+	MinEvals     int64
+	Workers      int
+	Reload       time.Duration
+}
+
+func (f *evaluateFlags) register(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.Rules, "rules", nil, "rule/list file or directory, re-read when it changes (repeatable; default: the embedded default pack)")
+	fs.BoolVar(&f.Enrich, "enrich", true, "fetch wikitext, diff and user info from the wiki when a rule needs them")
+	fs.Float64Var(&f.MaxMatchRate, "max-match-rate", 0.05, "disable a rule that matches more than this share of events (negative: never)")
+	fs.Int64Var(&f.MinEvals, "min-evaluations", 1000, "evaluations before a rule's match rate is judged")
+	fs.IntVar(&f.Workers, "workers", 4, "events evaluated concurrently")
+	fs.DurationVar(&f.Reload, "rules-reload-interval", 5*time.Second, "how often rule files are checked for changes")
+}
+
+// stageConfig turns the flags into the stage's config.
+func (f *evaluateFlags) stageConfig() (rules.StageConfig, error) {
+	cfg := rules.StageConfig{
+		Paths: f.Rules, Workers: f.Workers, ReloadInterval: f.Reload,
+		Engine: rules.EngineConfig{MaxMatchRate: f.MaxMatchRate, MinEvaluations: f.MinEvals},
+	}
+	if len(f.Rules) == 0 {
+		def, err := defaultPack()
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Default = def
+	}
+	return cfg, nil
+}
+
+// stage builds the evaluator stage on rt as an actor (evaluate and run use it).
+func (f *evaluateFlags) stage(rt *runtime) (actor, error) {
+	cfg, err := f.stageConfig()
+	if err != nil {
+		return actor{}, err
+	}
+	var enricher rules.Enricher
+	if f.Enrich {
+		enricher = newEnricher(rt)
+	}
+	if enricher == nil {
+		rt.log.Info().Msg("no enrichment: rules are evaluated on the event alone; alerts that needed more are marked partial")
+	}
+	s, err := rules.NewStage(rt.js, cfg, enricher, rt.reg, rt.log)
+	if err != nil {
+		return actor{}, err
+	}
+	rt.health.AddCheck("rules", func() error {
+		if len(s.Engine().Rules()) == 0 {
+			return errors.New("no rules loaded")
+		}
+		return nil
+	})
+	return actor{name: "rules", run: s.Run}, nil
+}
+
+// newEnricher is the enrichment of the evaluator, when the enrich package
+// is wired; nil until then (evaluate on what is known).
+func newEnricher(*runtime) rules.Enricher { return nil }
+
 func newEvaluateCmd() *cobra.Command {
-	return &cobra.Command{
+	var (
+		c  commonFlags
+		ef evaluateFlags
+	)
+	cmd := &cobra.Command{
 		Use:   "evaluate",
 		Short: "Run the rules evaluator stage (RECENTCHANGE → ALERTS)",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("not implemented yet") },
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runStages(cmd.Context(), "evaluate", c, nil, ef.stage)
+		},
 	}
+	c.register(cmd.Flags(), ":9091")
+	ef.register(cmd.Flags())
+	return cmd
 }

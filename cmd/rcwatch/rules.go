@@ -1,13 +1,235 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	json "github.com/goccy/go-json"
 	"github.com/spf13/cobra"
+
+	"github.com/rcwatch/rcwatch/rules"
 )
 
-// Owned by the rules stage (issue 4): lint, test (backtest), cases.
+// exitStatus is an error that sets the process exit status (lint: 1 when
+// problems were found, after printing them).
+type exitStatus struct {
+	code int
+	err  error
+}
+
+func (e *exitStatus) Error() string { return e.err.Error() }
+func (e *exitStatus) ExitCode() int { return e.code }
+func (e *exitStatus) Unwrap() error { return e.err }
+
+// ruleSources reads the given rule/list files or directories; none means
+// the embedded default pack.
+func ruleSources(paths []string) ([]rules.Source, error) {
+	if len(paths) == 0 {
+		return defaultPack()
+	}
+	return rules.ReadSources(paths)
+}
+
+// Rule authoring tools: lint, test (backtest), cases.
 func newRulesCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "rules",
 		Short: "Rule authoring tools: lint, test (backtest), cases",
 	}
+	cmd.AddCommand(newRulesLintCmd(), newRulesTestCmd(), newRulesCasesCmd())
+	return cmd
+}
+
+func newRulesLintCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "lint [FILE|DIR…]",
+		Short: "Load and type-check rule files, listing every problem (exit status 1 if any); none: the default pack",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			srcs, err := ruleSources(args)
+			if err != nil {
+				return err
+			}
+			rs, lists, err := rules.Compile(srcs, rules.CompileOptions{})
+			out := cmd.OutOrStdout()
+			if err != nil {
+				probs := rules.Problems(err)
+				for _, p := range probs {
+					fmt.Fprintln(out, p.Error())
+				}
+				return &exitStatus{code: 1, err: fmt.Errorf("%d problem(s)", len(probs))}
+			}
+			fmt.Fprintf(out, "ok: %d rules, %d lists in %d files\n", len(rs), len(lists.Names()), len(srcs))
+			return nil
+		},
+	}
+}
+
+func newRulesTestCmd() *cobra.Command {
+	var (
+		events  []string
+		asJSON  bool
+		samples int
+		maxRate float64
+	)
+	cmd := &cobra.Command{
+		Use:   "test [FILE|DIR…] --events E.jsonl",
+		Short: "Backtest rules over recorded events or labelled cases; none: the default pack",
+		Long: `Runs the rules over recorded recent-change events or offline cases (JSON lines; a line with
+an "event" member is a case) and prints each rule's match count, match rate and sample matches.
+With labelled cases it also prints per-rule and overall tp/fp/fn/tn, precision, recall and
+false-positive rate (the overall verdict: some enabled rule tagged "vandalism" fired), and the
+precision–recall curve of vandalism_score.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(events) == 0 {
+				return errors.New("--events is required")
+			}
+			srcs, err := ruleSources(args)
+			if err != nil {
+				return err
+			}
+			var items []rules.Item
+			for _, f := range events {
+				its, err := readItems(f)
+				if err != nil {
+					return err
+				}
+				items = append(items, its...)
+			}
+			rep, err := rules.Backtest(cmd.Context(), srcs, items, rules.BacktestConfig{Samples: samples, MaxMatchRate: maxRate})
+			if err != nil {
+				if probs := rules.Problems(err); len(probs) > 0 && probs[0].File != "" {
+					for _, p := range probs {
+						fmt.Fprintln(cmd.ErrOrStderr(), p.Error())
+					}
+					return &exitStatus{code: 1, err: fmt.Errorf("%d problem(s) in the rules", len(probs))}
+				}
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			return printReport(cmd.OutOrStdout(), rep)
+		},
+	}
+	cmd.Flags().StringArrayVar(&events, "events", nil, "JSON-lines file of events or cases (repeatable)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object (overall, rules, curve)")
+	cmd.Flags().IntVar(&samples, "samples", 3, "sample matches to show per rule")
+	cmd.Flags().Float64Var(&maxRate, "max-match-rate", 0.05, "flag rules matching more than this share of events (the live auto-disable threshold)")
+	return cmd
+}
+
+func readItems(path string) ([]rules.Item, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading events: %w", err)
+	}
+	defer f.Close()
+	items, err := rules.ReadItems(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading events %s: %w", path, err)
+	}
+	return items, nil
+}
+
+func printReport(w io.Writer, rep *rules.Report) error {
+	fmt.Fprintf(w, "%d events", rep.Events)
+	if rep.Labelled > 0 {
+		fmt.Fprintf(w, ", %d labelled (%d vandalism)", rep.Labelled, rep.Vandalism)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := "RULE\tENABLED\tMATCHES\tRATE\tERRORS\tPARTIAL"
+	if rep.Labelled > 0 {
+		header += "\tTP\tFP\tFN\tTN\tPRECISION\tRECALL\tFPR"
+	}
+	fmt.Fprintln(tw, header)
+	for _, r := range rep.Rules {
+		line := fmt.Sprintf("%s\t%v\t%d\t%.4f\t%d\t%d", r.ID, r.Enabled, r.Matches, r.MatchRate, r.Errors, r.Partial)
+		if r.WouldAutoDisable {
+			line = strings.Replace(line, fmt.Sprintf("%.4f", r.MatchRate), fmt.Sprintf("%.4f!", r.MatchRate), 1)
+		}
+		if c := r.Confusion; c != nil {
+			line += fmt.Sprintf("\t%d\t%d\t%d\t%d\t%.3f\t%.3f\t%.3f", c.TP, c.FP, c.FN, c.TN, c.Precision, c.Recall, c.FalsePositiveRate)
+		}
+		fmt.Fprintln(tw, line)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if c := rep.Overall; c != nil {
+		fmt.Fprintf(w, "\noverall (some enabled rule tagged vandalism fired): tp=%d fp=%d fn=%d tn=%d precision=%.3f recall=%.3f false_positive_rate=%.3f\n",
+			c.TP, c.FP, c.FN, c.TN, c.Precision, c.Recall, c.FalsePositiveRate)
+	}
+	for _, r := range rep.Rules {
+		if r.WouldAutoDisable {
+			fmt.Fprintf(w, "! %s matches %.1f%% of events: live, it would be disabled automatically\n", r.ID, 100*r.MatchRate)
+		}
+	}
+	for _, r := range rep.Rules {
+		if len(r.Samples) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: sample matches\n", r.ID)
+		for _, s := range r.Samples {
+			label := ""
+			if s.Label != "" {
+				label = " [" + s.Label + "]"
+			}
+			fmt.Fprintf(w, "  %s %s by %s score=%.3g%s %s\n", s.Wiki, s.Title, s.User, s.Score, label, s.DiffURL)
+			for _, why := range s.Reasons {
+				fmt.Fprintf(w, "      %s\n", why)
+			}
+		}
+	}
+	if c := rep.Curve; c != nil {
+		fmt.Fprintf(w, "\nprecision–recall of %s (average precision %.3f)\n", c.Variable, c.AveragePrecision)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "THRESHOLD\tPRECISION\tRECALL\tFPR\tTP\tFP")
+		step := max(len(c.Points)/20, 1)
+		for i := 0; i < len(c.Points); i += step {
+			p := c.Points[i]
+			fmt.Fprintf(tw, "%.4g\t%.3f\t%.3f\t%.3f\t%d\t%d\n", p.Threshold, p.Precision, p.Recall, p.FalsePositiveRate, p.TP, p.FP)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func newRulesCasesCmd() *cobra.Command {
+	var from string
+	cmd := &cobra.Command{
+		Use:   "cases --from cluebot FILE.csv",
+		Short: "Convert a labelled edit table to offline cases (JSON lines on standard output)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if from != "cluebot" {
+				return fmt.Errorf("--from %q: only cluebot is supported", from)
+			}
+			f, err := os.Open(args[0])
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", args[0], err)
+			}
+			defer f.Close()
+			cases, err := rules.CasesFromClueBot(f)
+			if err != nil {
+				return err
+			}
+			return rules.WriteCases(cmd.OutOrStdout(), cases)
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "cluebot", "input format: cluebot (the ClueBot NG labelled edit CSV)")
+	return cmd
+}
+
+// defaultPack is the embedded default rule pack (rules/pack).
+func defaultPack() ([]rules.Source, error) {
+	return nil, errors.New("the default rule pack is not built in yet: give --rules FILE")
 }

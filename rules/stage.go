@@ -1,0 +1,260 @@
+package rules
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/pipeline"
+)
+
+// ReadSources reads rule and list files. A directory contributes its
+// *.yaml, *.yml, *.list and *.txt files (sorted; names starting with '.'
+// are skipped, which skips a Kubernetes ConfigMap's ..data links while
+// following the file symlinks to the current content).
+func ReadSources(paths []string) ([]Source, error) {
+	var out []Source
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("reading rules %s: %w", p, err)
+		}
+		files := []string{p}
+		if fi.IsDir() {
+			entries, err := os.ReadDir(p)
+			if err != nil {
+				return nil, fmt.Errorf("reading rules directory %s: %w", p, err)
+			}
+			files = files[:0]
+			for _, e := range entries {
+				n := e.Name()
+				switch strings.ToLower(filepath.Ext(n)) {
+				case ".yaml", ".yml", ".list", ".txt":
+				default:
+					continue
+				}
+				if strings.HasPrefix(n, ".") {
+					continue
+				}
+				files = append(files, filepath.Join(p, n))
+			}
+			sort.Strings(files)
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("reading rules %s: %w", f, err)
+			}
+			out = append(out, Source{Name: f, Data: data})
+		}
+	}
+	return out, nil
+}
+
+// hashSources is the content hash that decides a reload.
+func hashSources(srcs []Source) [32]byte {
+	h := sha256.New()
+	for _, s := range srcs {
+		fmt.Fprintf(h, "%s\x00%d\x00", s.Name, len(s.Data))
+		h.Write(s.Data)
+	}
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// StageConfig declares the evaluator stage.
+type StageConfig struct {
+	// Paths are rule/list files or directories, re-read when their content
+	// changes. Empty: Default, which is never reloaded.
+	Paths   []string
+	Default []Source
+	Engine  EngineConfig
+	// Workers evaluating concurrently (default 4).
+	Workers int
+	// Durable consumer name shared by replicas (default "rules").
+	Durable string
+	// ReloadInterval between content checks of Paths (default 5s).
+	ReloadInterval time.Duration
+	// PublishTimeout bounds waiting for JetStream to acknowledge an alert (default 10s).
+	PublishTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Stage is the evaluator stage: RECENTCHANGE → rules → ALERTS.
+type Stage struct {
+	cfg    StageConfig
+	js     jetstream.JetStream
+	engine *Engine
+	runner *pipeline.Runner
+	log    zerolog.Logger
+
+	mu       sync.Mutex
+	lastHash [32]byte
+	lastErr  error
+}
+
+// NewStage builds the stage and loads the rules; a bad rule file at start
+// is an error. enricher may be nil (evaluate on what is known).
+func NewStage(js jetstream.JetStream, cfg StageConfig, enricher Enricher, reg prometheus.Registerer, log zerolog.Logger) (*Stage, error) {
+	if cfg.Durable == "" {
+		cfg.Durable = "rules"
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.ReloadInterval <= 0 {
+		cfg.ReloadInterval = 5 * time.Second
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Engine.Enricher = enricher
+	log = log.With().Str("stage", "rules").Logger()
+	eng, err := NewEngine(cfg.Engine, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stage{cfg: cfg, js: js, engine: eng, log: log}
+	if _, err := s.Reload(); err != nil {
+		return nil, err
+	}
+	s.runner, err = pipeline.NewRunner(js, pipeline.RunnerConfig{
+		Stage: "rules", Stream: pipeline.StreamRecentChange, Durable: cfg.Durable, Workers: cfg.Workers,
+	}, s.handle, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Engine is the stage's rule engine.
+func (s *Stage) Engine() *Engine { return s.engine }
+
+// Reload re-reads the rule files and loads them if their content changed.
+// On error the old rules keep running; the error is returned, logged and
+// reported by rcwatch_rules_last_reload_successful.
+func (s *Stage) Reload() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	srcs := s.cfg.Default
+	if len(s.cfg.Paths) > 0 {
+		var err error
+		if srcs, err = ReadSources(s.cfg.Paths); err != nil {
+			return false, s.reloaded(err)
+		}
+	}
+	h := hashSources(srcs)
+	if h == s.lastHash && s.lastErr == nil {
+		return false, nil
+	}
+	if h == s.lastHash {
+		return false, s.lastErr // the same bad content: reported once
+	}
+	s.lastHash = h
+	start := time.Now()
+	err := s.engine.Load(srcs)
+	if err == nil {
+		s.log.Info().Int("rules", len(s.engine.Rules())).Dur("took", time.Since(start)).Strs("paths", s.cfg.Paths).Msg("rules loaded")
+	}
+	return err == nil, s.reloaded(err)
+}
+
+func (s *Stage) reloaded(err error) error {
+	s.lastErr = err
+	m := s.engine.m
+	if err != nil {
+		m.reloadOK.Set(0)
+		m.reloads.WithLabelValues("error").Inc()
+		s.log.Error().Err(err).Msg("loading rules failed; the previous rules keep running")
+		return fmt.Errorf("loading rules (%s): %w", strings.Join(s.cfg.Paths, ", "), err)
+	}
+	m.reloadOK.Set(1)
+	m.reloadTime.Set(float64(s.cfg.Now().Unix()))
+	m.reloads.WithLabelValues("ok").Inc()
+	return nil
+}
+
+// Run consumes RECENTCHANGE until ctx is cancelled, then drains. It checks
+// the rule files for changes every ReloadInterval.
+func (s *Stage) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	if len(s.cfg.Paths) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(s.cfg.ReloadInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-done:
+					return
+				case <-t.C:
+					_, _ = s.Reload() // logged and counted in Reload
+				}
+			}
+		}()
+	}
+	err := s.runner.Run(ctx)
+	close(done)
+	wg.Wait()
+	return err
+}
+
+// handle evaluates one recent change and publishes its alerts, waiting for
+// JetStream to store each before the runner acks the event.
+func (s *Stage) handle(ctx context.Context, msg jetstream.Msg) error {
+	ev, err := event.Decode(msg.Data())
+	if err != nil {
+		return pipeline.Invalid("decode", err)
+	}
+	if ev.IsCanary() {
+		return nil
+	}
+	for _, a := range s.engine.Eval(ctx, ev, nil, s.cfg.Now()) {
+		if err := s.publish(ctx, &a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Stage) publish(ctx context.Context, a *event.Alert) error {
+	data, err := json.Marshal(a)
+	if err != nil {
+		return pipeline.Invalid("encode_alert", err)
+	}
+	m := nats.NewMsg(pipeline.AlertSubject(a.Event.Wiki, a.Rule.ID))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, a.ID)
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	if _, err := s.js.PublishMsg(pctx, m); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return pipeline.Retry(fmt.Errorf("publishing alert %s: %w", a.ID, err), time.Second)
+		}
+		return fmt.Errorf("publishing alert %s: %w", a.ID, err)
+	}
+	return nil
+}
