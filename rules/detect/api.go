@@ -37,14 +37,19 @@ type Features struct {
 	// Text signals from the added and removed lines (SetText fills them).
 	AddedChars       int     // runes in the added lines
 	RemovedChars     int     // runes in the removed lines
-	Profanity        int     // bad-word hits in added text
-	ProfanityRemoved int     // bad-word hits in removed text
+	Profanity        int     // bad-word hits in the inserted text
+	ProfanityRemoved int     // bad-word hits in the deleted text
 	Nonsense         float64 // 0..1 gibberish score of the added text
 	Shouting         float64 // share of upper-case letters in added words
 	RepeatedChars    int     // runs of ≥ 5 of one character in added text
 	RefsRemoved      int     // <ref> tags removed, net
 	LinksAdded       int     // URLs in added lines not in removed lines
 	Blanking         bool    // the page was (nearly) emptied
+	InsertedWords    int     // words the edit inserts (added minus removed, as a multiset)
+	Informal         int     // inserted first/second-person, chat or praise words, and "!"
+	MarkupAdded      int     // inserted reference, template and link markup tokens
+	SmallFix         bool    // only numbers or respellings of removed words inserted (≤ 3 words)
+	TestEdit         bool    // the editing toolbar's placeholder text was saved ('''Bold text''')
 }
 
 // CitationReport counts outdated or weak citations in a page's wikitext.

@@ -22,33 +22,61 @@ var badWords = []string{
 	"paedo", "pedophile",
 }
 
-// badWordSet indexes badWords: exact words and prefixes, each also in a
-// doubles-collapsed form so that "fuuuuck" and "shiiit" match.
+// badWordSet indexes badWords, as written and with runs of a repeated
+// letter collapsed (for elongated words such as "fuuuuck").
 type badWordSet struct {
-	exact    map[string]bool
-	prefixes []string
+	exact, exactCollapsed       map[string]bool
+	prefixes, prefixesCollapsed []string
 }
 
 var profanityList = func() badWordSet {
-	s := badWordSet{exact: map[string]bool{}}
+	s := badWordSet{exact: map[string]bool{}, exactCollapsed: map[string]bool{}}
 	for _, w := range badWords {
 		if p, ok := strings.CutSuffix(w, "*"); ok {
-			s.prefixes = append(s.prefixes, p, collapseRuns(p))
+			s.prefixes = append(s.prefixes, p)
+			s.prefixesCollapsed = append(s.prefixesCollapsed, collapseRuns(p))
 			continue
 		}
 		s.exact[w] = true
-		s.exact[collapseRuns(w)] = true
+		s.exactCollapsed[collapseRuns(w)] = true
 	}
 	return s
 }()
 
+// match reports whether a lower-case word is a bad word. An elongated word
+// (a letter three times or more in a row) is compared collapsed, so that
+// "shiiiit" matches but "pope" does not match the collapsed "poop".
 func (s badWordSet) match(w string) bool {
-	if s.exact[w] {
+	if s.exact[w] || hasAnyPrefix(w, s.prefixes) {
 		return true
 	}
-	for _, p := range s.prefixes {
+	if !elongated(w) {
+		return false
+	}
+	c := collapseRuns(w)
+	return s.exactCollapsed[c] || hasAnyPrefix(c, s.prefixesCollapsed)
+}
+
+func hasAnyPrefix(w string, prefixes []string) bool {
+	for _, p := range prefixes {
 		if strings.HasPrefix(w, p) {
 			return true
+		}
+	}
+	return false
+}
+
+// elongated reports whether s has one character three times in a row.
+func elongated(s string) bool {
+	run := 1
+	for i := 1; i < len(s); i++ {
+		if s[i] == s[i-1] {
+			run++
+			if run >= 3 {
+				return true
+			}
+		} else {
+			run = 1
 		}
 	}
 	return false
@@ -65,7 +93,7 @@ func Profanity(text string) int {
 		if w == "" {
 			continue
 		}
-		if profanityList.match(w) || profanityList.match(collapseRuns(w)) {
+		if profanityList.match(w) {
 			n++
 		}
 	}

@@ -23,6 +23,8 @@ func TestProfanity(t *testing.T) {
 		{"names kept", "Dick Cheney met the Moroni statue in Slutsk", 0},
 		{"birds", "great tits and blue tits", 0},
 		{"farther", "farther than a farthing", 0},
+		{"collapsed only when elongated", "Pope Popular {{harvtxt|Pope|1992}} Shitake", 0},
+		{"elongated prefix", "poooooop asssshole", 2},
 		{"chat", "lol this article sucks hahaha", 3},
 		{"apostrophe", "it's shit's fine", 0},
 	}
