@@ -100,7 +100,9 @@ func (ls *Lists) finish() error {
 		for v := range l.lower {
 			alts = append(alts, regexp.QuoteMeta(v))
 		}
-		sort.Slice(alts, func(i, j int) bool { return len(alts[i]) > len(alts[j]) || len(alts[i]) == len(alts[j]) && alts[i] < alts[j] })
+		sort.Slice(alts, func(i, j int) bool {
+			return len(alts[i]) > len(alts[j]) || len(alts[i]) == len(alts[j]) && alts[i] < alts[j]
+		})
 		re, err := regexp.Compile(`(?i)\b(?:` + strings.Join(alts, "|") + `)\b`)
 		if err != nil {
 			return fmt.Errorf("list %s: %w", l.Name, err)

@@ -1,0 +1,206 @@
+package rules
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/pipeline"
+	"github.com/rcwatch/rcwatch/pipeline/natstest"
+)
+
+// configMapDir lays out a directory as Kubernetes mounts a ConfigMap:
+// dir/rules.yaml → ..data/rules.yaml, ..data → ..<version>. update swaps
+// the ..data symlink atomically.
+type configMapDir struct {
+	dir string
+	n   int
+}
+
+func newConfigMapDir(tb testing.TB, files map[string]string) *configMapDir {
+	tb.Helper()
+	c := &configMapDir{dir: tb.TempDir()}
+	c.update(tb, files)
+	for name := range files {
+		require.NoError(tb, os.Symlink(filepath.Join("..data", name), filepath.Join(c.dir, name)))
+	}
+	return c
+}
+
+func (c *configMapDir) update(tb testing.TB, files map[string]string) {
+	tb.Helper()
+	c.n++
+	ver := "..v" + string(rune('0'+c.n))
+	require.NoError(tb, os.Mkdir(filepath.Join(c.dir, ver), 0o755))
+	for name, body := range files {
+		require.NoError(tb, os.WriteFile(filepath.Join(c.dir, ver, name), []byte(body), 0o644))
+	}
+	tmp := filepath.Join(c.dir, "..data_tmp")
+	require.NoError(tb, os.Symlink(ver, tmp))
+	require.NoError(tb, os.Rename(tmp, filepath.Join(c.dir, "..data")))
+}
+
+const stageRulesV1 = `
+rules:
+  - id: removal
+    when: edit_delta < -1000
+    severity: high
+    throttle: {count: 2, window: 1h, group_by: user}
+  - id: bots
+    when: bot
+    severity: info
+`
+
+// A bad file keeps the old rules (and their throttle state) running and
+// is reported; a good one replaces them; unchanged content is not reloaded.
+func TestStageReload(t *testing.T) {
+	cm := newConfigMapDir(t, map[string]string{"rules.yaml": stageRulesV1})
+	reg := prometheus.NewRegistry()
+	s, err := NewStage(nil, StageConfig{Paths: []string{cm.dir}}, nil, reg, zerolog.Nop())
+	require.NoError(t, err)
+	eng := s.Engine()
+	assert.Equal(t, 1.0, testutil.ToFloat64(eng.m.reloadOK))
+
+	removal := func(id, user string) []string {
+		ev := mustEvent(t, `{"meta":{"id":"`+id+`","dt":"2024-02-06T16:58:10Z"},"type":"edit","user":"`+user+`","length":{"old":5000,"new":1}}`)
+		return alertRules(eng.Eval(context.Background(), ev, nil, t0))
+	}
+	assert.Empty(t, removal("1", "A")) // 1 of 2
+
+	changed, err := s.Reload()
+	require.NoError(t, err)
+	assert.False(t, changed, "same content")
+
+	cm.update(t, map[string]string{"rules.yaml": stageRulesV1 + "  - id: broken\n    when: user_nmae\n    severity: low\n"})
+	changed, err = s.Reload()
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrUnknownVariable)
+	assert.Contains(t, err.Error(), "rules.yaml:11:11: rule broken")
+	assert.False(t, changed)
+	assert.Equal(t, 0.0, testutil.ToFloat64(eng.m.reloadOK))
+	assert.Len(t, eng.Rules(), 2, "old rules still loaded")
+
+	// A good update: "removal" is unchanged and keeps its throttle count.
+	cm.update(t, map[string]string{"rules.yaml": stageRulesV1 + "  - id: minor\n    when: minor\n    severity: low\n"})
+	changed, err = s.Reload()
+	require.NoError(t, err)
+	assert.True(t, changed)
+	assert.Equal(t, 1.0, testutil.ToFloat64(eng.m.reloadOK))
+	assert.Len(t, eng.Rules(), 3)
+	assert.Equal(t, []string{"removal"}, removal("2", "A"), "2nd match fires: throttle state survived the reload")
+	assert.Equal(t, 1.0, testutil.ToFloat64(eng.m.reloads.WithLabelValues("error")))
+}
+
+// The stage end to end on a real JetStream: fixture events published as
+// ingest does come out as alerts in ALERTS with their deterministic ids;
+// a second pass over the same events (redelivery) doubles nothing.
+func TestStageEndToEnd(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	evs := fixtureEvents(t)[:600]
+	rulesYAML := `
+rules:
+  - id: human-edit
+    when: type == "edit" && !bot
+    severity: low
+  - id: big-removal
+    when: edit_delta < -200
+    severity: high
+  - id: needs-diff
+    when: type == "new" && len(added_lines) == 0
+    severity: info
+`
+	want := map[string]bool{}
+	e := newTestEngine(t, EngineConfig{MaxMatchRate: -1}, nil, src("r.yaml", rulesYAML))
+	for _, ev := range evs {
+		for _, a := range e.Eval(ctx, ev, nil, t0) {
+			want[a.ID] = true
+		}
+	}
+	require.Greater(t, len(want), 50)
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "r.yaml"), []byte(rulesYAML), 0o644))
+	publish := func() {
+		for _, ev := range evs {
+			data, err := json.Marshal(ev)
+			require.NoError(t, err)
+			m := nats.NewMsg(pipeline.RecentChangeSubject(ev.Wiki, ev.Type))
+			m.Data = data
+			m.Header.Set(jetstream.MsgIDHeader, ev.Meta.ID)
+			_, err = js.PublishMsg(ctx, m)
+			require.NoError(t, err)
+		}
+	}
+	publish()
+	// A poison message is dead-lettered, not retried forever.
+	_, err := js.Publish(ctx, "rc.enwiki.edit", []byte("{not json"))
+	require.NoError(t, err)
+
+	run := func(durable string) {
+		reg := prometheus.NewRegistry()
+		s, err := NewStage(js, StageConfig{Paths: []string{dir}, Durable: durable, Workers: 4,
+			Engine: EngineConfig{MaxMatchRate: -1}}, nil, reg, zerolog.Nop())
+		require.NoError(t, err)
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- s.Run(rctx) }()
+		// Wait until the consumer has acked everything.
+		require.Eventually(t, func() bool {
+			c, err := js.Consumer(ctx, pipeline.StreamRecentChange, durable)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(ctx)
+			return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		}, 30*time.Second, 20*time.Millisecond)
+		stop()
+		require.NoError(t, <-done)
+	}
+	run("rules")
+
+	// Every expected alert, once, with its id as Nats-Msg-Id and the right subject.
+	msgs := natstest.StreamMessages(t, js, pipeline.StreamAlerts, len(want), 30*time.Second)
+	got := map[string]int{}
+	partial := 0
+	for _, m := range msgs {
+		var a event.Alert
+		require.NoError(t, json.Unmarshal(m.Data(), &a))
+		got[a.ID]++
+		assert.Equal(t, a.ID, m.Headers().Get(jetstream.MsgIDHeader))
+		assert.Equal(t, pipeline.AlertSubject(a.Event.Wiki, a.Rule.ID), m.Subject())
+		if a.Rule.ID == "needs-diff" {
+			assert.True(t, a.Partial, "no enricher: evaluated without the diff")
+			partial++
+		}
+	}
+	assert.Len(t, got, len(want))
+	for id := range want {
+		assert.Equal(t, 1, got[id], id)
+	}
+	assert.Greater(t, partial, 0)
+	dlq := natstest.StreamMessages(t, js, pipeline.StreamDeadLetter, 1, 10*time.Second)
+	require.Len(t, dlq, 1)
+	assert.Equal(t, "decode", dlq[0].Headers().Get(pipeline.HeaderReason))
+
+	// Redelivery: a fresh consumer evaluates every event again; the alerts
+	// are deduplicated by their ids.
+	run("rules-again")
+	msgs = natstest.StreamMessages(t, js, pipeline.StreamAlerts, len(want), 5*time.Second)
+	assert.Len(t, msgs, len(want), "no doubled alert")
+}
