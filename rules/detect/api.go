@@ -50,6 +50,7 @@ type Features struct {
 	MarkupAdded      int     // inserted reference, template and link markup tokens
 	SmallFix         bool    // only numbers or respellings of removed words inserted (≤ 3 words)
 	TestEdit         bool    // the editing toolbar's placeholder text was saved ('''Bold text''')
+	ProseShare       float64 // share of added lines that are prose (not lists, tables, templates)
 }
 
 // CitationReport counts outdated or weak citations in a page's wikitext.

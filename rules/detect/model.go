@@ -2,8 +2,37 @@
 
 package detect
 
-// defaultModel: placeholder weights (hand-set priors) until trained.
+// defaultModel was trained on testdata/cases/cluebot.dev.jsonl (lambda 8, 5-fold cross-validation x 40, seed 1).
 var defaultModel = Model{
-	Bias:    priorBias,
-	Weights: priorWeights,
+	Bias: -2.5874,
+	Weights: [numInputs]float64{
+		0.9031,  // anonymous
+		-1.0691, // log10_edit_count
+		0.1867,  // log_warns
+		0.7679,  // no_summary
+		-1.5115, // revert_summary
+		-0.4114, // minor
+		1.5748,  // profanity
+		-1.0602, // profanity_removed
+		0.4966,  // informal
+		1.4956,  // nonsense
+		0.9862,  // shouting
+		0.7912,  // repeated_chars
+		0.3896,  // large_removal
+		0.6553,  // refs_removed
+		-0.5045, // markup_added
+		-0.0835, // log_inserted_words
+		0.7,     // log_recent_reversions
+		0.7687,  // link_spam
+		-0.6672, // small_fix
+		2.0243,  // test_edit
+		1.5994,  // blank_summary
+		0.1802,  // log_removed
+		0.0962,  // section_summary_only
+		0.681,   // prose
+	},
 }
+
+// DefaultThreshold is the score at which the default rule pack's
+// vandalism-score rule fires: the cross-validated threshold reaching recall 0.50.
+const DefaultThreshold = 0.224

@@ -12,7 +12,7 @@ var priorWeights = [numInputs]float64{
 	inAnonymous:        1.0,
 	inEditCount:        -0.8,
 	inWarns:            0.3,
-	inNoSummary:        0.5,
+	inNoSummary:        0.6,
 	inRevertSummary:    -1.5,
 	inMinor:            -0.5,
 	inProfanity:        1.5,
@@ -31,4 +31,6 @@ var priorWeights = [numInputs]float64{
 	inTestEdit:         2.0,
 	inAutoBlank:        1.5,
 	inRemoved:          0.3,
+	inSectionSummary:   0.2,
+	inProse:            0.4,
 }

@@ -44,8 +44,29 @@ func (f *Features) SetText(added, removed []string) {
 		f.Informal += strings.Count(t, "!")
 	}
 	f.SmallFix = isSmallFix(ins, del)
+	f.ProseShare = proseShare(added)
 	f.TestEdit = testEditRE.MatchString(strings.Join(added, "\n")) && !testEditRE.MatchString(strings.Join(removed, "\n"))
 	f.Blanking = isBlanking(f.OldSize, f.NewSize, f.AddedChars, f.RemovedChars)
+}
+
+// proseShare is the share of the non-blank added lines that are prose,
+// not list items, table rows, template parameters or headings.
+func proseShare(added []string) float64 {
+	n, prose := 0, 0
+	for _, l := range added {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		n++
+		if !strings.ContainsRune("|*#!{=:;}", rune(l[0])) {
+			prose++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return float64(prose) / float64(n)
 }
 
 // isSmallFix reports whether an edit only corrects: every inserted word is a
@@ -190,13 +211,17 @@ var revertSummaryRE = regexp.MustCompile(`(?i)\b(undid|undo|revert(ed|ing)?|rv[v
 // written by the editor.
 var sectionOnlyRE = regexp.MustCompile(`^\s*/\*.*?\*/\s*$`)
 
-// summaryKind classifies an edit summary.
-func summaryKind(s string) (none, revert bool) {
+// summaryKind classifies an edit summary: empty, only the automatic
+// section name, or (otherwise) a revert.
+func summaryKind(s string) (empty, section, revert bool) {
 	s = strings.TrimSpace(s)
-	if s == "" || sectionOnlyRE.MatchString(s) {
-		return true, false
+	switch {
+	case s == "":
+		return true, false, false
+	case sectionOnlyRE.MatchString(s):
+		return false, true, false
 	}
-	return false, revertSummaryRE.MatchString(s)
+	return false, false, revertSummaryRE.MatchString(s)
 }
 
 // Input names, in the order of Inputs. They name the model's weights in
@@ -224,6 +249,8 @@ const (
 	inTestEdit
 	inAutoBlank
 	inRemoved
+	inSectionSummary
+	inProse
 	numInputs
 )
 
@@ -238,6 +265,7 @@ var inputNames = [numInputs]string{
 	"profanity", "profanity_removed", "informal", "nonsense", "shouting", "repeated_chars",
 	"large_removal", "refs_removed", "markup_added", "log_inserted_words", "log_recent_reversions",
 	"link_spam", "small_fix", "test_edit", "blank_summary", "log_removed",
+	"section_summary_only", "prose",
 }
 
 // Inputs maps features to the model's inputs: bounded, mostly 0..3, so that
@@ -249,8 +277,10 @@ func Inputs(f Features) [numInputs]float64 {
 	}
 	x[inEditCount] = math.Log10(1 + float64(max(0, f.UserEditCount)))
 	x[inWarns] = math.Log1p(float64(min(max(0, f.UserWarns), 100)))
-	none, revert := summaryKind(f.Summary)
-	x[inNoSummary] = b2f(none)
+	empty, section, revert := summaryKind(f.Summary)
+	x[inNoSummary] = b2f(empty)
+	x[inSectionSummary] = b2f(section)
+	x[inProse] = b2f(f.ProseShare >= 0.5)
 	x[inRevertSummary] = b2f(revert)
 	x[inMinor] = b2f(f.Minor)
 	x[inProfanity] = perWords(f.Profanity, f.InsertedWords, 3)
