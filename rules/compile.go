@@ -425,6 +425,26 @@ func (c *compiler) analyse(pf *parsedFile, ruleID string, node *yaml.Node, src s
 	vars := map[string]bool{}
 	ast.Walk(&tree.Node, visitor(func(n ast.Node) {
 		switch n := n.(type) {
+		case *ast.PredicateNode:
+			// Evaluation must stay linear in the input: no iteration inside
+			// an iteration (all, any, map, filter, … within another).
+			nested := false
+			ast.Walk(&n.Node, visitor(func(m ast.Node) {
+				if _, ok := m.(*ast.PredicateNode); ok {
+					nested = true
+				}
+			}))
+			if nested {
+				at(n.Location(), ErrExpression, "nested iteration (a predicate inside a predicate) is not allowed: evaluation must stay linear")
+			}
+		case *ast.BinaryNode:
+			if n.Operator == ".." {
+				lo, lok := n.Left.(*ast.IntegerNode)
+				hi, hok := n.Right.(*ast.IntegerNode)
+				if !lok || !hok || hi.Value-lo.Value > maxRange {
+					at(n.Location(), ErrExpression, fmt.Sprintf("a range needs constant bounds at most %d apart", maxRange))
+				}
+			}
 		case *ast.IdentifierNode:
 			if vi, ok := varTable[n.Value]; ok && !vars[n.Value] {
 				vars[n.Value] = true
@@ -460,6 +480,10 @@ func (c *compiler) analyse(pf *parsedFile, ruleID string, node *yaml.Node, src s
 	sort.Strings(op.vars)
 	return op, problems
 }
+
+// maxRange bounds a..b ranges, which the memory budget alone would allow
+// to be iterated inside other iterations.
+const maxRange = 10000
 
 type visitor func(ast.Node)
 

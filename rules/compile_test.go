@@ -38,6 +38,10 @@ func TestCompileBadRules(t *testing.T) {
 		{"unknown-field.yaml", []string{`unknown-field.yaml:5:5: rule misspelt-key: unknown field "acitons"`}, ErrInvalidRule},
 		{"duplicate.yaml", []string{"duplicate.yaml:5: rule twice: duplicate rule id (first defined at testdata/bad/duplicate.yaml:2)"}, ErrInvalidRule},
 		{"yaml-syntax.yaml", []string{"yaml-syntax.yaml:2: did not find expected ',' or ']'"}, ErrInvalidRule},
+		{"nested-iteration.yaml", []string{
+			"nested-iteration.yaml:3:29: rule quadratic: nested iteration (a predicate inside a predicate) is not allowed",
+			"nested-iteration.yaml:6:16: rule range: a range needs constant bounds at most 10000 apart",
+		}, ErrExpression},
 		{"fields.yaml", []string{
 			`fields.yaml:2:9: rule bad fields: id "bad fields": use letters`,
 			`fields.yaml:4:15: rule bad fields: severity "urgent": want info, low, medium, high or critical`,
@@ -77,7 +81,7 @@ func TestCompileListsEveryProblem(t *testing.T) {
 	}
 	_, _, err = Compile(srcs, CompileOptions{MaxNodes: 50})
 	probs := Problems(err)
-	assert.Len(t, probs, 19)
+	assert.Len(t, probs, 21)
 	assert.True(t, errors.Is(err, ErrUnknownVariable))
 }
 
