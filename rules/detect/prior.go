@@ -33,4 +33,6 @@ var priorWeights = [numInputs]float64{
 	inRemoved:          0.3,
 	inSectionSummary:   0.2,
 	inProse:            0.4,
+	inNewAccount:       0.6,
+	inYoungPage:        -0.6,
 }

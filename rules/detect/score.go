@@ -140,6 +140,13 @@ func editDistance(a, b string) int {
 	return prev[len(rb)]
 }
 
+// newAccountAge is the age under which an account is not autoconfirmed on
+// most wikis (4 days).
+const newAccountAge = 4 * 24 * 3600
+
+// youngPageAge: a page younger than a year is young.
+const youngPageAge = 365 * 24 * 3600
+
 // minShoutLetters is the least inserted text (in letters) judged for
 // shouting: one capitalised acronym is not shouting.
 const minShoutLetters = 12
@@ -251,6 +258,8 @@ const (
 	inRemoved
 	inSectionSummary
 	inProse
+	inNewAccount
+	inYoungPage
 	numInputs
 )
 
@@ -265,7 +274,7 @@ var inputNames = [numInputs]string{
 	"profanity", "profanity_removed", "informal", "nonsense", "shouting", "repeated_chars",
 	"large_removal", "refs_removed", "markup_added", "log_inserted_words", "log_recent_reversions",
 	"link_spam", "small_fix", "test_edit", "blank_summary", "log_removed",
-	"section_summary_only", "prose",
+	"section_summary_only", "prose", "new_account", "young_page",
 }
 
 // Inputs maps features to the model's inputs: bounded, mostly 0..3, so that
@@ -281,6 +290,11 @@ func Inputs(f Features) [numInputs]float64 {
 	x[inNoSummary] = b2f(empty)
 	x[inSectionSummary] = b2f(section)
 	x[inProse] = b2f(f.ProseShare >= 0.5)
+	// A registered account younger than 4 days is not yet autoconfirmed.
+	x[inNewAccount] = b2f(f.UserType == "named" && f.UserAge > 0 && f.UserAge < newAccountAge)
+	// Vandals go for established, well-known articles; pages less than a
+	// year old are mostly edited by the people who wrote them. 0 is unknown.
+	x[inYoungPage] = b2f(f.PageAge > 0 && f.PageAge < youngPageAge)
 	x[inRevertSummary] = b2f(revert)
 	x[inMinor] = b2f(f.Minor)
 	x[inProfanity] = perWords(f.Profanity, f.InsertedWords, 3)

@@ -44,6 +44,10 @@ type config struct {
 	lambdas      []float64
 	targetRecall float64
 	minRecall    float64
+	minPrecision float64
+	holdoutPos   int
+	holdoutNeg   int
+	bootstraps   int
 }
 
 func run(args []string, stdout io.Writer) error {
@@ -55,9 +59,13 @@ func run(args []string, stdout io.Writer) error {
 	fs.IntVar(&c.folds, "folds", 5, "cross-validation folds")
 	fs.IntVar(&c.repeats, "repeats", 40, "cross-validation repeats (different shuffles)")
 	fs.Uint64Var(&c.seed, "seed", 1, "random seed of the shuffles")
-	fs.StringVar(&lambdas, "lambdas", "0.3,1,2,4,8,16,32", "regularisation strengths to try")
-	fs.Float64Var(&c.targetRecall, "target-recall", 0.55, "recall the threshold aims at in cross-validation (the bar is 0.4; the rest is margin)")
-	fs.Float64Var(&c.minRecall, "min-recall", 0.4, "recall at which precision is reported")
+	fs.StringVar(&lambdas, "lambdas", "1,4,16,32,64,128", "regularisation strengths to try")
+	fs.Float64Var(&c.targetRecall, "target-recall", 0, "if > 0, pick the threshold reaching this cross-validated recall instead of the one most likely to pass the bar")
+	fs.Float64Var(&c.minRecall, "min-recall", 0.4, "the bar: recall")
+	fs.Float64Var(&c.minPrecision, "min-precision", 0.35, "the bar: precision")
+	fs.IntVar(&c.holdoutPos, "holdout-pos", 22, "vandalism cases in the held-out half the bar is checked on (50 - 28 in the dev half)")
+	fs.IntVar(&c.holdoutNeg, "holdout-neg", 244, "good cases in the held-out half (510 - 266)")
+	fs.IntVar(&c.bootstraps, "bootstraps", 50, "stratified bootstrap samples of the held-out size per repeat")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,15 +94,13 @@ func run(args []string, stdout io.Writer) error {
 
 	prior := detect.PriorModel()
 	fmt.Fprintf(stdout, "cross-validation: %d folds x %d repeats, seed %d\n", c.folds, c.repeats, c.seed)
-	fmt.Fprintf(stdout, "%8s  %22s  %22s  %10s\n", "lambda", "P@R>=0.4 mean (min)", "P@R>=0.55 mean (min)", "log-loss")
 	type result struct {
-		lambda  float64
-		mean    float64
-		oof     [][]float64 // per repeat, out-of-fold scores
-		logloss float64
+		lambda float64
+		pass   float64 // bootstrap pass rate at its best threshold
+		th     float64
+		oof    [][]float64 // per repeat, out-of-fold scores
 	}
 	var best *result
-	priorOOF := crossValidate(X, y, c, prior, -1) // the prior alone, for reference
 	report := func(name string, oof [][]float64) (float64, float64) {
 		var m4, m55, min4, min55 float64 = 0, 0, 1, 1
 		for _, s := range oof {
@@ -104,28 +110,42 @@ func run(args []string, stdout io.Writer) error {
 			m55 += b / float64(len(oof))
 			min4, min55 = math.Min(min4, a), math.Min(min55, b)
 		}
-		fmt.Fprintf(stdout, "%8s  %14.3f (%.3f)  %14.3f (%.3f)  %10.4f\n", name, m4, min4, m55, min55, logLoss(oof, y))
-		return m4, m55
+		th, pass := bestThreshold(oof, y, c)
+		fmt.Fprintf(stdout, "%8s  %14.3f (%.3f)  %14.3f (%.3f)  %10.4f  %9.3f at %.3f\n", name, m4, min4, m55, min55, logLoss(oof, y), pass, th)
+		return th, pass
 	}
-	report("prior", priorOOF)
+	fmt.Fprintf(stdout, "%8s  %22s  %22s  %10s  %s\n", "lambda", "P@R>=0.4 mean (min)", "P@R>=0.55 mean (min)", "log-loss", "bar pass rate at best threshold")
+	report("prior", crossValidate(X, y, c, prior, -1)) // the prior alone, for reference
 	for _, l := range c.lambdas {
 		oof := crossValidate(X, y, c, prior, l)
-		m4, m55 := report(strconv.FormatFloat(l, 'g', -1, 64), oof)
-		r := &result{lambda: l, mean: (m4 + m55) / 2, oof: oof, logloss: logLoss(oof, y)}
-		if best == nil || r.mean > best.mean {
-			best = r
+		th, pass := report(strconv.FormatFloat(l, 'g', -1, 64), oof)
+		if best == nil || pass > best.pass {
+			best = &result{lambda: l, pass: pass, th: th, oof: oof}
 		}
 	}
-	fmt.Fprintf(stdout, "\nchosen lambda: %g (best mean of P@R>=%.2g and P@R>=0.55)\n", best.lambda, c.minRecall)
+	fmt.Fprintf(stdout, "\nchosen lambda: %g (highest bootstrap pass rate of the bar: precision >= %.2f and recall >= %.2f on samples of %d vandalism and %d good out-of-fold scores)\n",
+		best.lambda, c.minPrecision, c.minRecall, c.holdoutPos, c.holdoutNeg)
 
-	// Threshold: the median over repeats of the cross-validated threshold
-	// that reaches the target recall.
-	var ths []float64
-	for _, s := range best.oof {
-		ths = append(ths, thresholdForRecall(dataset.Curve(s, y), c.targetRecall))
+	// Threshold: the one whose cross-validated (out-of-fold) verdicts pass
+	// the bar most often on stratified bootstrap samples the size and base
+	// rate of the held-out half; or, with -target-recall, the median over
+	// repeats of the threshold reaching that recall.
+	th, pass := best.th, best.pass
+	if c.targetRecall > 0 {
+		var ths []float64
+		for _, s := range best.oof {
+			ths = append(ths, thresholdForRecall(dataset.Curve(s, y), c.targetRecall))
+		}
+		slices.Sort(ths)
+		th = ths[len(ths)/2]
+		pass = passRate(best.oof, y, th, c)
+		fmt.Fprintf(stdout, "threshold: %.3f (median over repeats of the cross-validated threshold reaching recall %.2f)\n", th, c.targetRecall)
+	} else {
+		fmt.Fprintf(stdout, "threshold: %.3f (most likely to pass the bar)\n", th)
+		for t := 0.15; t <= 0.35+1e-9; t += 0.01 {
+			fmt.Fprintf(stdout, "  pass rate at %.2f: %.3f\n", t, passRate(best.oof, y, t, c))
+		}
 	}
-	slices.Sort(ths)
-	th := ths[len(ths)/2]
 	var pSum, rSum float64
 	for _, s := range best.oof {
 		p := dataset.Evaluate(s, y, th)
@@ -133,8 +153,7 @@ func run(args []string, stdout io.Writer) error {
 		rSum += p.Recall
 	}
 	n := float64(len(best.oof))
-	fmt.Fprintf(stdout, "threshold: %.3f (median over repeats of the cross-validated threshold reaching recall %.2f)\n", th, c.targetRecall)
-	fmt.Fprintf(stdout, "cross-validated at that threshold: precision %.3f, recall %.3f (mean over repeats)\n\n", pSum/n, rSum/n)
+	fmt.Fprintf(stdout, "cross-validated at that threshold: precision %.3f, recall %.3f (mean over repeats); bootstrap pass rate %.3f\n\n", pSum/n, rSum/n, pass)
 
 	// The cross-validated curve (first repeat) for the record.
 	fmt.Fprintln(stdout, "cross-validated precision-recall curve (repeat 1, out-of-fold scores):")
@@ -188,6 +207,54 @@ func thresholdForRecall(cur []dataset.Point, r float64) float64 {
 		}
 	}
 	return 0
+}
+
+// bestThreshold searches thresholds 0.100, 0.102, … 0.400 for the highest
+// bootstrap pass rate.
+func bestThreshold(oof [][]float64, y []bool, c config) (th, pass float64) {
+	for i := 0; i <= 150; i++ {
+		t := math.Round((0.1+float64(i)*0.002)*1000) / 1000
+		if p := passRate(oof, y, t, c); p > pass {
+			th, pass = t, p
+		}
+	}
+	return th, pass
+}
+
+// passRate is the share of stratified bootstrap samples (holdoutPos
+// vandalism and holdoutNeg good cases, drawn with replacement from the
+// out-of-fold scores of each repeat) on which "score >= th" reaches the bar.
+func passRate(oof [][]float64, y []bool, th float64, c config) float64 {
+	var pos, neg []int
+	for i, l := range y {
+		if l {
+			pos = append(pos, i)
+		} else {
+			neg = append(neg, i)
+		}
+	}
+	rng := rand.New(rand.NewPCG(c.seed, 0xb007))
+	passed, total := 0, 0
+	for _, s := range oof {
+		for range c.bootstraps {
+			tp, fp := 0, 0
+			for range c.holdoutPos {
+				if s[pos[rng.IntN(len(pos))]] >= th {
+					tp++
+				}
+			}
+			for range c.holdoutNeg {
+				if s[neg[rng.IntN(len(neg))]] >= th {
+					fp++
+				}
+			}
+			total++
+			if tp+fp > 0 && float64(tp)/float64(tp+fp) >= c.minPrecision && float64(tp)/float64(c.holdoutPos) >= c.minRecall {
+				passed++
+			}
+		}
+	}
+	return float64(passed) / float64(total)
 }
 
 // crossValidate returns, for each repeat, every case's score from a model
@@ -372,7 +439,7 @@ func generate(m detect.Model, threshold, lambda float64, c config) ([]byte, erro
 	}
 	fmt.Fprintf(&b, "\t},\n}\n\n")
 	fmt.Fprintf(&b, "// DefaultThreshold is the score at which the default rule pack's\n")
-	fmt.Fprintf(&b, "// vandalism-score rule fires: the cross-validated threshold reaching recall %.2f.\n", c.targetRecall)
+	fmt.Fprintf(&b, "// vandalism-score rule fires, chosen by cross-validation (see docs/DETECTION.md).\n")
 	fmt.Fprintf(&b, "const DefaultThreshold = %s\n", strconv.FormatFloat(math.Round(threshold*1000)/1000, 'f', -1, 64))
 	return format.Source(b.Bytes())
 }
