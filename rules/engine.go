@@ -72,6 +72,7 @@ type Engine struct {
 	rc   *regexCache
 	set  atomic.Pointer[ruleSet]
 	pool sync.Pool
+	tick atomic.Uint64 // picks the evaluations whose time is measured
 	mu   sync.Mutex // serialises Load
 }
 
@@ -94,21 +95,22 @@ type ruleState struct {
 	matches    atomic.Int64
 	errors     atomic.Int64
 	alerts     atomic.Int64
+	nanos      atomic.Int64 // evaluation time (sampled, scaled)
 	disabled   atomic.Bool
 	lastErrLog atomic.Int64
 	throttle   *throttleState
-	m          ruleMetrics
 }
 
 // NewEngine builds an engine without rules (Load them). Metrics register on
 // reg (nil: not registered).
 func NewEngine(cfg EngineConfig, reg prometheus.Registerer, log zerolog.Logger) (*Engine, error) {
 	cfg.defaults()
-	m, err := newEngineMetrics(reg)
+	e := &Engine{cfg: cfg, log: log, rc: newRegexCache(4096)}
+	m, err := newEngineMetrics(reg, e)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, log: log, m: m, rc: newRegexCache(4096)}
+	e.m = m
 	e.pool.New = func() any { return newEvalState(e.cfg.MemoryBudget) }
 	e.set.Store(&ruleSet{lists: &Lists{}})
 	return e, nil
@@ -134,9 +136,7 @@ func (e *Engine) Load(srcs []Source) error {
 	for _, r := range c.rules {
 		st := prev[r.ID]
 		if st == nil || st.version != r.Version {
-			st = &ruleState{version: r.Version, throttle: newThrottleState(e.cfg.MaxThrottleGroups),
-				m: e.m.forRule(r.ID)}
-			e.m.disabled.WithLabelValues(r.ID).Set(0)
+			st = &ruleState{version: r.Version, throttle: newThrottleState(e.cfg.MaxThrottleGroups)}
 		}
 		delete(prev, r.ID)
 		rate := e.cfg.MaxMatchRate
@@ -144,9 +144,6 @@ func (e *Engine) Load(srcs []Source) error {
 			rate = *r.MaxMatchRate
 		}
 		next.rules = append(next.rules, &activeRule{Rule: r, st: st, maxRate: rate})
-	}
-	for id := range prev {
-		e.m.delete(id)
 	}
 	e.set.Store(next)
 	e.m.loaded.Set(float64(len(next.rules)))
@@ -205,6 +202,7 @@ type evalState struct {
 	done     derived
 	feat     detect.Features
 	status   []int8 // per rule: 0 undecided, 1 all evaluated operands true, -1 no match or error
+	timed    bool   // measure each rule's time in this evaluation
 	inList   func(string, string) bool
 	contains func(string, string) bool
 }
@@ -300,8 +298,10 @@ func (e *Engine) run(st *evalState, op *operand) (bool, error) {
 // have). It returns -1 on a false operand or an error, 1 when every
 // operand is decided true, and 0 when some still need enrichment.
 func (e *Engine) evalRule(st *evalState, ar *activeRule, have, before Need, phase2 bool, now time.Time) int8 {
-	start := time.Now()
-	defer func() { ar.st.m.seconds.Add(time.Since(start).Seconds()) }()
+	if st.timed {
+		start := time.Now()
+		defer func() { ar.st.nanos.Add(int64(time.Since(start)) * timeSample) }()
+	}
 	undecided := false
 	for _, op := range ar.operands {
 		evaluable := !op.need.minus(have).Any()
@@ -330,7 +330,6 @@ func (e *Engine) evalRule(st *evalState, ar *activeRule, have, before Need, phas
 
 func (e *Engine) ruleError(ar *activeRule, err error, now time.Time) {
 	ar.st.errors.Add(1)
-	ar.st.m.errors.Inc()
 	last := ar.st.lastErrLog.Load()
 	if now.UnixNano()-last >= int64(time.Minute) && ar.st.lastErrLog.CompareAndSwap(last, now.UnixNano()) {
 		e.log.Warn().Err(err).Str("rule", ar.ID).Str("version", ar.Version).
@@ -355,6 +354,7 @@ func (e *Engine) Eval(ctx context.Context, ev *event.RecentChange, known map[str
 	st := e.pool.Get().(*evalState)
 	defer e.pool.Put(st)
 	st.reset(rs.lists, now, len(rs.rules))
+	st.timed = e.tick.Add(1)%timeSample == 0
 	st.vars.fillEvent(ev)
 	st.evTime = ev.Time()
 	if st.evTime.IsZero() {
@@ -377,7 +377,6 @@ func (e *Engine) Eval(ctx context.Context, ev *event.RecentChange, known map[str
 			continue
 		}
 		ar.st.evals.Add(1)
-		ar.st.m.evals.Inc()
 		st.status[i] = e.evalRule(st, ar, have, have, false, now)
 		if st.status[i] == 0 {
 			pending = true
@@ -448,10 +447,8 @@ func (e *Engine) enrich(ctx context.Context, st *evalState, ev *event.RecentChan
 // score, throttle, and the alert.
 func (e *Engine) matched(st *evalState, ar *activeRule, ev *event.RecentChange, have Need, notes []string, now time.Time) (event.Alert, bool) {
 	matches := ar.st.matches.Add(1)
-	ar.st.m.matches.Inc()
 	if evals := ar.st.evals.Load(); ar.maxRate > 0 && evals >= e.cfg.MinEvaluations &&
 		float64(matches)/float64(evals) > ar.maxRate && ar.st.disabled.CompareAndSwap(false, true) {
-		e.m.disabled.WithLabelValues(ar.ID).Set(1)
 		e.m.autoDisabled.Inc()
 		e.log.Error().Str("rule", ar.ID).Str("version", ar.Version).Int64("matches", matches).
 			Int64("evaluations", evals).Float64("max_match_rate", ar.maxRate).
@@ -492,7 +489,6 @@ func (e *Engine) matched(st *evalState, ar *activeRule, ev *event.RecentChange, 
 		a.Notes = append([]string{"evaluated without " + strings.Join(missing.names(), ", ")}, notes...)
 	}
 	ar.st.alerts.Add(1)
-	ar.st.m.alerts.Inc()
 	return a, true
 }
 
@@ -541,33 +537,23 @@ func showValue(v any) string {
 	return fmt.Sprint(v)
 }
 
-// engineMetrics are per rule (label rule) plus the reload state.
+// timeSample: one evaluation in timeSample is timed, and its time counted
+// timeSample times (reading the clock per rule per event costs more than
+// many rules do).
+const timeSample = 16
+
+// engineMetrics: the per-rule figures are read from the rules' own
+// counters when scraped (ruleCollector), so evaluation touches no metric.
 type engineMetrics struct {
-	evals, matches, alerts, errors, seconds *prometheus.CounterVec
-	disabled                                *prometheus.GaugeVec
-	autoDisabled                            prometheus.Counter
-	events                                  *prometheus.CounterVec
-	loaded                                  prometheus.Gauge
-	reloadOK, reloadTime                    prometheus.Gauge
-	reloads                                 *prometheus.CounterVec
+	autoDisabled         prometheus.Counter
+	events               *prometheus.CounterVec
+	loaded               prometheus.Gauge
+	reloadOK, reloadTime prometheus.Gauge
+	reloads              *prometheus.CounterVec
 }
 
-type ruleMetrics struct {
-	evals, matches, alerts, errors, seconds prometheus.Counter
-}
-
-func newEngineMetrics(reg prometheus.Registerer) (*engineMetrics, error) {
-	cv := func(name, help string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"rule"})
-	}
+func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, error) {
 	m := &engineMetrics{
-		evals:   cv("rcwatch_rule_evaluations_total", "Events a rule was evaluated on."),
-		matches: cv("rcwatch_rule_matches_total", "Events whose when held (before throttle)."),
-		alerts:  cv("rcwatch_rule_alerts_total", "Alerts a rule raised (after throttle)."),
-		errors:  cv("rcwatch_rule_errors_total", "Run-time errors of a rule's expressions."),
-		seconds: cv("rcwatch_rule_evaluation_seconds_total", "Time spent evaluating a rule."),
-		disabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rcwatch_rule_auto_disabled",
-			Help: "1 when the rule was disabled automatically for matching too many events."}, []string{"rule"}),
 		autoDisabled: prometheus.NewCounter(prometheus.CounterOpts{Name: "rcwatch_rules_auto_disabled_total",
 			Help: "Rules disabled automatically for matching too many events."}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_rules_events_total",
@@ -581,8 +567,8 @@ func newEngineMetrics(reg prometheus.Registerer) (*engineMetrics, error) {
 			Help: "Loads of the rule files, by result."}, []string{"result"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.evals, m.matches, m.alerts, m.errors, m.seconds, m.disabled,
-			m.autoDisabled, m.events, m.loaded, m.reloadOK, m.reloadTime, m.reloads} {
+		for _, c := range []prometheus.Collector{m.autoDisabled, m.events, m.loaded, m.reloadOK, m.reloadTime,
+			m.reloads, ruleCollector{e}} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering rule metrics: %w", err)
 			}
@@ -591,14 +577,45 @@ func newEngineMetrics(reg prometheus.Registerer) (*engineMetrics, error) {
 	return m, nil
 }
 
-func (m *engineMetrics) forRule(id string) ruleMetrics {
-	return ruleMetrics{evals: m.evals.WithLabelValues(id), matches: m.matches.WithLabelValues(id),
-		alerts: m.alerts.WithLabelValues(id), errors: m.errors.WithLabelValues(id), seconds: m.seconds.WithLabelValues(id)}
+var (
+	descEvals = prometheus.NewDesc("rcwatch_rule_evaluations_total", "Events a rule was evaluated on (since its current version was loaded).", []string{"rule", "version"}, nil)
+	descMatch = prometheus.NewDesc("rcwatch_rule_matches_total", "Events whose when held (before throttle).", []string{"rule", "version"}, nil)
+	descAlert = prometheus.NewDesc("rcwatch_rule_alerts_total", "Alerts a rule raised (after throttle).", []string{"rule", "version"}, nil)
+	descErrs  = prometheus.NewDesc("rcwatch_rule_errors_total", "Run-time errors of a rule's expressions.", []string{"rule", "version"}, nil)
+	descSecs  = prometheus.NewDesc("rcwatch_rule_evaluation_seconds_total", "Time spent evaluating a rule (sampled 1 in 16 evaluations, scaled).", []string{"rule", "version"}, nil)
+	descOff   = prometheus.NewDesc("rcwatch_rule_auto_disabled", "1 when the rule was disabled automatically for matching too many events.", []string{"rule", "version"}, nil)
+)
+
+// ruleCollector exports every loaded rule's counters; removed rules
+// disappear with the rule.
+type ruleCollector struct{ e *Engine }
+
+func (c ruleCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descEvals, descMatch, descAlert, descErrs, descSecs, descOff} {
+		ch <- d
+	}
 }
 
-func (m *engineMetrics) delete(id string) {
-	for _, v := range []*prometheus.CounterVec{m.evals, m.matches, m.alerts, m.errors, m.seconds} {
-		v.DeleteLabelValues(id)
+func (c ruleCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, ar := range c.e.set.Load().rules {
+		st := ar.st
+		off := 0.0
+		if st.disabled.Load() {
+			off = 1
+		}
+		for _, m := range []struct {
+			d *prometheus.Desc
+			t prometheus.ValueType
+			v float64
+		}{
+			{descEvals, prometheus.CounterValue, float64(st.evals.Load())},
+			{descMatch, prometheus.CounterValue, float64(st.matches.Load())},
+			{descAlert, prometheus.CounterValue, float64(st.alerts.Load())},
+			{descErrs, prometheus.CounterValue, float64(st.errors.Load())},
+			{descSecs, prometheus.CounterValue, float64(st.nanos.Load()) / 1e9},
+			{descOff, prometheus.GaugeValue, off},
+		} {
+			ch <- prometheus.MustNewConstMetric(m.d, m.t, m.v, ar.ID, ar.Version)
+		}
 	}
-	m.disabled.DeleteLabelValues(id)
 }

@@ -307,7 +307,7 @@ rules:
 	st := e.Rules()
 	assert.True(t, st[0].AutoDisabled)
 	assert.False(t, st[1].AutoDisabled)
-	assert.Equal(t, 1.0, testutil.ToFloat64(e.m.disabled.WithLabelValues("too-broad")))
+	assert.Equal(t, 1.0, ruleMetric(t, reg, "rcwatch_rule_auto_disabled", "too-broad"))
 	assert.Equal(t, 1.0, testutil.ToFloat64(e.m.autoDisabled))
 
 	// Reloading the same rule keeps it disabled; changing it re-enables it.
@@ -318,6 +318,8 @@ rules:
     severity: low
 `)}))
 	assert.True(t, e.Rules()[0].AutoDisabled)
+	assert.Equal(t, -1.0, ruleMetric(t, reg, "rcwatch_rule_evaluations_total", "rare"), "a removed rule's metrics go")
+	assert.Equal(t, 100.0, ruleMetric(t, reg, "rcwatch_rule_evaluations_total", "too-broad"), "kept with the unchanged rule (not evaluated once disabled)")
 	require.NoError(t, e.Load([]Source{src("a.yaml", `
 rules:
   - id: too-broad
@@ -325,7 +327,7 @@ rules:
     severity: low
 `)}))
 	assert.False(t, e.Rules()[0].AutoDisabled)
-	assert.Equal(t, 0.0, testutil.ToFloat64(e.m.disabled.WithLabelValues("too-broad")))
+	assert.Equal(t, 0.0, ruleMetric(t, reg, "rcwatch_rule_auto_disabled", "too-broad"))
 }
 
 // A rule that fails at run time is counted; the others still fire.
@@ -348,7 +350,9 @@ rules:
 	st := e.Rules()
 	assert.Equal(t, int64(1), st[0].Errors)
 	assert.Equal(t, int64(1), st[1].Errors)
-	assert.Equal(t, 1.0, testutil.ToFloat64(e.m.errors.WithLabelValues("index-out-of-range")))
+	assert.Equal(t, 1.0, ruleMetric(t, reg, "rcwatch_rule_errors_total", "index-out-of-range"))
+	assert.Equal(t, 1.0, ruleMetric(t, reg, "rcwatch_rule_evaluations_total", "fine"))
+	assert.Equal(t, 1.0, ruleMetric(t, reg, "rcwatch_rule_alerts_total", "fine"))
 }
 
 // The memory budget stops a runaway expression; it errors, it does not hang.
@@ -430,4 +434,27 @@ rules:
 	}
 	_, err := (&Vars{}).setKnown(map[string]any{"user_warns": "two"})
 	assert.ErrorContains(t, err, "user_warns: want a number")
+}
+
+// ruleMetric reads a per-rule metric from the registry (-1 when absent).
+func ruleMetric(tb testing.TB, reg *prometheus.Registry, name, rule string) float64 {
+	tb.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(tb, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "rule" && l.GetValue() == rule {
+					if m.GetCounter() != nil {
+						return m.GetCounter().GetValue()
+					}
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rcwatch/rcwatch/rules"
+	"github.com/rcwatch/rcwatch/rules/pack"
 )
 
 // exitStatus is an error that sets the process exit status (lint: 1 when
@@ -231,5 +232,12 @@ func newRulesCasesCmd() *cobra.Command {
 
 // defaultPack is the embedded default rule pack (rules/pack).
 func defaultPack() ([]rules.Source, error) {
-	return nil, errors.New("the default rule pack is not built in yet: give --rules FILE")
+	var out []rules.Source
+	for _, f := range pack.Files() {
+		out = append(out, rules.Source{Name: "default-pack/" + f.Name, Data: f.Data})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("the default rule pack is empty")
+	}
+	return out, nil
 }
