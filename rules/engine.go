@@ -73,7 +73,7 @@ type Engine struct {
 	set  atomic.Pointer[ruleSet]
 	pool sync.Pool
 	tick atomic.Uint64 // picks the evaluations whose time is measured
-	mu   sync.Mutex // serialises Load
+	mu   sync.Mutex    // serialises Load
 }
 
 type ruleSet struct {
