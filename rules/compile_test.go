@@ -139,10 +139,9 @@ func TestVersionChangesWithDefinition(t *testing.T) {
 
 func TestEveryVariableDocumented(t *testing.T) {
 	doc, err := os.ReadFile("../docs/RULES.md")
-	if err != nil {
-		t.Skip("docs/RULES.md not written yet")
-	}
+	require.NoError(t, err)
 	for _, n := range append(VarNames(), FuncNames()...) {
-		assert.True(t, strings.Contains(string(doc), "`"+n+"`"), "docs/RULES.md does not mention %s", n)
+		assert.True(t, strings.Contains(string(doc), "`"+n+"`") || strings.Contains(string(doc), "`"+n+"("),
+			"docs/RULES.md does not mention %s", n)
 	}
 }

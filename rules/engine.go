@@ -240,8 +240,8 @@ func (st *evalState) derive(want derived, maxAge time.Duration) {
 	v := &st.vars
 	if want&derivedLinks != 0 {
 		if v.AddedLinks == nil && v.RemovedLinks == nil {
-			added, removed := detect.Links(v.AddedLines), detect.Links(v.RemovedLines)
-			v.AddedLinks, v.RemovedLinks = setMinus(added, removed), setMinus(removed, added)
+			v.AddedLinks = detect.AddedLinks(v.AddedLines, v.RemovedLines)
+			v.RemovedLinks = detect.AddedLinks(v.RemovedLines, v.AddedLines)
 		}
 		st.done |= derivedLinks
 	}
@@ -267,16 +267,6 @@ func (st *evalState) derive(want derived, maxAge time.Duration) {
 		v.CitationBareURLsAdded = detect.Citations(strings.Join(v.AddedLines, "\n"), st.evTime, maxAge).BareURLs
 		st.done |= derivedAddedCite
 	}
-}
-
-func setMinus(a, b []string) []string {
-	var out []string
-	for _, s := range a {
-		if !slices.Contains(b, s) {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // run evaluates one operand to a bool.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -428,10 +427,9 @@ rules:
 	known := map[string]any{"user_warns": 2.0, "user_age": 3600.0, "user_groups": []any{"user"},
 		"added_lines": []any{"see http://spam.example/x"}, "removed_lines": []any{}, "user_editcount": 1.0}
 	as := e.Eval(context.Background(), ev, known, t0)
-	if !slices.Contains(alertRules(as), "warned-newbie") {
-		// detect.Links may still be a stub; the variables are set either way.
-		t.Logf("links detector not implemented yet: %v", as)
-	}
+	require.Equal(t, []string{"warned-newbie"}, alertRules(as))
+	assert.False(t, as[0].Partial, "the case knows the user and the diff")
+	assert.Contains(t, as[0].Reasons, `len(added_links) == 1 (added_links=["http://spam.example/x"])`)
 	_, err := (&Vars{}).setKnown(map[string]any{"user_warns": "two"})
 	assert.ErrorContains(t, err, "user_warns: want a number")
 }
