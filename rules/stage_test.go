@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -203,4 +204,58 @@ rules:
 	run("rules-again")
 	msgs = natstest.StreamMessages(t, js, pipeline.StreamAlerts, len(want), 5*time.Second)
 	assert.Len(t, msgs, len(want), "no doubled alert")
+}
+
+// BenchmarkStageEndToEnd is the evaluator stage from RECENTCHANGE to
+// ALERTS on a real embedded JetStream, default pack, no enrichment: b.N
+// fixture events (with distinct ids) are published first, then the stage
+// consumes them all.
+func BenchmarkStageEndToEnd(b *testing.B) {
+	srv := natstest.Start(b)
+	_, js := srv.Connect(b)
+	ctx := context.Background()
+	evs := fixtureEvents(b)
+	pub, err := js.Stream(ctx, pipeline.StreamRecentChange)
+	require.NoError(b, err)
+	for i := 0; i < b.N; i++ {
+		ev := *evs[i%len(evs)]
+		ev.Meta.ID = ev.Meta.ID + "-" + strconv.Itoa(i)
+		data, err := json.Marshal(&ev)
+		require.NoError(b, err)
+		m := nats.NewMsg(pipeline.RecentChangeSubject(ev.Wiki, ev.Type))
+		m.Data = data
+		m.Header.Set(jetstream.MsgIDHeader, ev.Meta.ID)
+		_, err = js.PublishMsgAsync(m)
+		require.NoError(b, err)
+	}
+	<-js.PublishAsyncComplete()
+	info, err := pub.Info(ctx)
+	require.NoError(b, err)
+	require.Equal(b, uint64(b.N), info.State.Msgs)
+
+	s, err := NewStage(js, StageConfig{Default: packSources(b), Workers: 8, Engine: EngineConfig{MaxMatchRate: -1}},
+		nil, nil, zerolog.Nop())
+	require.NoError(b, err)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	b.ResetTimer()
+	go func() { done <- s.Run(rctx) }()
+	for {
+		c, err := js.Consumer(ctx, pipeline.StreamRecentChange, "rules")
+		if err == nil {
+			if info, err := c.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == uint64(b.N) {
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond) // the consumer's state is only observable by asking
+	}
+	b.StopTimer()
+	stop()
+	require.NoError(b, <-done)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	alerts, err := js.Stream(ctx, pipeline.StreamAlerts)
+	require.NoError(b, err)
+	ai, err := alerts.Info(ctx)
+	require.NoError(b, err)
+	b.ReportMetric(float64(ai.State.Msgs)/float64(b.N), "alerts/event")
 }
