@@ -2,7 +2,7 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: test deps unit bench fuzz build
+.PHONY: test deps unit bench fuzz build rehearsal
 
 build:
 	$(GO) build -o bin/rcwatch ./cmd/rcwatch
@@ -23,3 +23,8 @@ bench:
 
 fuzz:
 	$(GO) test ./event -run '^$$' -fuzz FuzzDecode -fuzztime 30s
+
+# The multi-process rehearsal of the cluster on loopback (docs/DEPLOY.md):
+# 3-node NATS, two rcwatch processes per stage, a node and a replica killed.
+rehearsal: deps
+	$(GO) test -race -count=1 -tags rehearsal -timeout 15m ./internal/rehearsal

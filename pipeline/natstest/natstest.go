@@ -5,9 +5,12 @@ package natstest
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -97,4 +100,77 @@ func StreamMessages(tb testing.TB, js jetstream.JetStream, stream string, want i
 		require.NoError(tb, batch.Error())
 	}
 	return out
+}
+
+// Cluster is a JetStream cluster of embedded servers on loopback.
+type Cluster struct {
+	Nodes []*ClusterNode
+}
+
+// ClusterNode is one server of a Cluster.
+type ClusterNode struct {
+	Server *server.Server
+	URL    string
+	opts   *server.Options
+}
+
+// StartCluster runs n clustered JetStream servers (each with its own store
+// and client/cluster ports) and waits until every node is ready.
+func StartCluster(tb testing.TB, n int) *Cluster {
+	tb.Helper()
+	cports := make([]int, n)
+	routes := make([]string, n)
+	for i := range n {
+		p, err := pipeline.FreePort()
+		require.NoError(tb, err)
+		cports[i] = p
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", p)
+	}
+	c := &Cluster{}
+	for i := range n {
+		port, err := pipeline.FreePort()
+		require.NoError(tb, err)
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: port,
+			JetStream: true, StoreDir: tb.TempDir(), NoSigs: true, NoLog: true, MaxPayload: 8 << 20,
+			Cluster: server.ClusterOpts{Name: "rehearsal", Host: "127.0.0.1", Port: cports[i]},
+			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		node := &ClusterNode{opts: opts}
+		node.start(tb)
+		c.Nodes = append(c.Nodes, node)
+	}
+	tb.Cleanup(func() {
+		for _, nd := range c.Nodes {
+			nd.Shutdown()
+		}
+	})
+	return c
+}
+
+func (nd *ClusterNode) start(tb testing.TB) {
+	tb.Helper()
+	s, err := server.NewServer(nd.opts)
+	require.NoError(tb, err)
+	go s.Start()
+	require.True(tb, s.ReadyForConnections(30*time.Second), "cluster node %s not ready", nd.opts.ServerName)
+	nd.Server = s
+	nd.URL = s.ClientURL()
+}
+
+// Shutdown stops the node (idempotent).
+func (nd *ClusterNode) Shutdown() {
+	if nd.Server != nil {
+		nd.Server.Shutdown()
+		nd.Server.WaitForShutdown()
+	}
+}
+
+// URLs is the comma-separated client URLs of every node.
+func (c *Cluster) URLs() string {
+	u := make([]string, len(c.Nodes))
+	for i, nd := range c.Nodes {
+		u[i] = nd.URL
+	}
+	return strings.Join(u, ",")
 }

@@ -1,0 +1,217 @@
+//go:build rehearsal
+
+// Package rehearsal runs the cluster on loopback: a three-node NATS
+// JetStream cluster, two replicas of every stage as separate rcwatch
+// processes, the replay server as the source. During the run it kills one
+// NATS node and one replica of each stage, then checks that every event was
+// stored and evaluated once and every alert delivered exactly once.
+//
+// Run it with `make rehearsal` (go test -tags rehearsal ./internal/rehearsal).
+package rehearsal
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/pipeline"
+	"github.com/rcwatch/rcwatch/pipeline/natstest"
+)
+
+const ruleFile = `rules:
+  - id: rehearsal-edit
+    description: every edit (the rehearsal checks each is alerted once)
+    when: type == "edit"
+    severity: low
+    score: 1
+    actions: ["irc:#rehearsal"]
+`
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  string
+}
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "rcwatch")
+	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/rcwatch").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+func start(t *testing.T, bin, name string, args ...string) *proc {
+	t.Helper()
+	logf := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logf)
+	require.NoError(t, err)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), "RCWATCH_LOG_FORMAT=json", "RCWATCH_OPS_ADDR=")
+	require.NoError(t, cmd.Start())
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logf}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(logf)
+			if len(b) > 4000 {
+				b = b[len(b)-4000:]
+			}
+			t.Logf("--- %s log (tail):\n%s", name, b)
+		}
+	})
+	return p
+}
+
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Kill())
+	<-p.done
+}
+
+func events(t *testing.T, n int) [][]byte {
+	t.Helper()
+	files, err := filepath.Glob("../../testdata/fixtures/recentchange.*.jsonl")
+	require.NoError(t, err)
+	all, err := ingest.LoadEvents(files...)
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	var out [][]byte
+	for _, e := range all {
+		ev, err := event.Decode(e)
+		require.NoError(t, err)
+		if !seen[ev.Meta.ID] {
+			seen[ev.Meta.ID] = true
+			out = append(out, e)
+		}
+		if len(out) == n {
+			break
+		}
+	}
+	require.Len(t, out, n)
+	return out
+}
+
+func TestRehearsal(t *testing.T) {
+	bin := buildBinary(t)
+	cluster := natstest.StartCluster(t, 3)
+	urls := cluster.URLs()
+
+	evs := events(t, 2000)
+	wantAlerts := map[string]bool{}
+	for _, e := range evs {
+		ev, _ := event.Decode(e)
+		if ev.Type == "edit" {
+			wantAlerts[event.AlertID("rehearsal-edit", ev.Meta.ID)] = true
+		}
+	}
+	replay := ingest.NewReplay(ingest.ReplayConfig{Events: evs, Rate: 250, CutEvery: 300}, zerolog.Nop())
+	hs := httptest.NewServer(replay)
+	t.Cleanup(hs.Close)
+
+	rulesDir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(rulesDir, "rehearsal.yaml"), []byte(ruleFile), 0o644))
+
+	common := []string{"--nats", urls, "--stream-replicas", "3"}
+	stages := map[string][]string{
+		"ingest":   append([]string{"ingest", "--source", hs.URL}, common...),
+		"evaluate": append([]string{"evaluate", "--rules", rulesDir, "--max-match-rate", "-1", "--enrich=false"}, common...),
+	}
+	procs := map[string][2]*proc{}
+	for name, args := range stages {
+		procs[name] = [2]*proc{start(t, bin, name+"-a", args...), start(t, bin, name+"-b", args...)}
+	}
+
+	nc, err := pipeline.Connect(urls, "rehearsal", zerolog.Nop())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := pipeline.JetStream(nc)
+	require.NoError(t, err)
+	waitCount(t, js, pipeline.StreamRecentChange, 400, 90*time.Second)
+
+	// Mid-run: one NATS node and one replica of each stage die.
+	cluster.Nodes[2].Shutdown()
+	for _, p := range procs {
+		p[0].kill(t)
+	}
+	t.Logf("killed NATS node n2 and one replica of each stage")
+
+	waitCount(t, js, pipeline.StreamRecentChange, len(evs), 3*time.Minute)
+	waitCount(t, js, pipeline.StreamAlerts, len(wantAlerts), 2*time.Minute)
+	waitConsumerDone(t, js, pipeline.StreamRecentChange, "rules", time.Minute)
+
+	// Every event stored once.
+	msgs := natstest.StreamMessages(t, js, pipeline.StreamRecentChange, len(evs), time.Minute)
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		id := m.Headers().Get(jetstream.MsgIDHeader)
+		require.False(t, seen[id], "event %s stored twice", id)
+		seen[id] = true
+	}
+	assert.Len(t, seen, len(evs))
+
+	// Every event evaluated: exactly the expected alerts, once each.
+	alerts := natstest.StreamMessages(t, js, pipeline.StreamAlerts, len(wantAlerts), time.Minute)
+	got := map[string]int{}
+	for _, m := range alerts {
+		var a event.Alert
+		require.NoError(t, json.Unmarshal(m.Data(), &a))
+		got[a.ID]++
+	}
+	for id := range wantAlerts {
+		assert.Equal(t, 1, got[id], "alert %s", id)
+	}
+	assert.Len(t, got, len(wantAlerts), "no unexpected alerts")
+	t.Logf("events %d, alerts %d", len(seen), len(got))
+}
+
+func waitCount(t *testing.T, js jetstream.JetStream, stream string, n int, timeout time.Duration) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx)
+		return err == nil && int(info.State.Msgs) >= n
+	}, timeout, 100*time.Millisecond, fmt.Sprintf("%s never reached %d messages", stream, n))
+}
+
+func waitConsumerDone(t *testing.T, js jetstream.JetStream, stream, durable string, timeout time.Duration) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		c, err := js.Consumer(ctx, stream, durable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	}, timeout, 100*time.Millisecond, "consumer %s never caught up", durable)
+}
