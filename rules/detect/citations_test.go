@@ -107,3 +107,7 @@ func FuzzCitations(f *testing.F) {
 		}
 	})
 }
+
+var testNow = time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+
+const testHour = time.Hour

@@ -15,6 +15,9 @@ var urlRE = regexp.MustCompile(`(?i)(?:\b(?:https?|ftp)://|(?:^|[\[\s])//)[^\s\[
 func Links(lines []string) []string {
 	var out []string
 	for _, l := range lines {
+		if !strings.Contains(l, "//") {
+			continue // the common case, without running the regexp
+		}
 		for _, m := range urlRE.FindAllString(l, -1) {
 			m = strings.TrimLeft(m, "[ \t")
 			m = strings.TrimRight(m, ".,;:!?)'")

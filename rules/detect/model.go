@@ -2,7 +2,7 @@
 
 package detect
 
-// defaultModel was trained on testdata/cases/cluebot.dev.jsonl (lambda 64, 5-fold cross-validation x 40, seed 1).
+// defaultModel was trained on cluebot.dev.jsonl (lambda 64, 5-fold cross-validation x 40, seed 1).
 var defaultModel = Model{
 	Bias: -2.8137,
 	Weights: [numInputs]float64{

@@ -18,35 +18,48 @@ func words(text string) []string {
 // their order of appearance. An edit that changes one word of a long
 // paragraph inserts one word, not the paragraph that added_lines holds.
 func InsertedText(added, removed []string) string {
-	return strings.Join(bagDiff(added, removed), " ")
+	ins, _ := diffTokens(added, removed)
+	return strings.Join(ins, " ")
 }
 
-// bagDiff returns the tokens of a that are not matched by a token of b
-// (multiset difference), in a's order. Tokens are compared as written.
-func bagDiff(a, b []string) []string {
-	have := map[string]int{}
-	for _, l := range b {
-		for _, w := range wordsAndMarks(l) {
-			have[w]++
+// diffTokens splits both sides into words and marks and returns the tokens
+// of added in excess of removed (ins) and of removed in excess of added
+// (del), each in its side's order. Tokens are compared as written.
+func diffTokens(added, removed []string) (ins, del []string) {
+	var a, b []string
+	for _, l := range added {
+		a = appendTokens(a, l)
+	}
+	for _, l := range removed {
+		b = appendTokens(b, l)
+	}
+	excess := make(map[string]int, len(a)+len(b))
+	for _, w := range a {
+		excess[w]++
+	}
+	for _, w := range b {
+		excess[w]--
+	}
+	for _, w := range a {
+		if excess[w] > 0 {
+			excess[w]--
+			ins = append(ins, w)
 		}
 	}
-	var out []string
-	for _, l := range a {
-		for _, w := range wordsAndMarks(l) {
-			if have[w] > 0 {
-				have[w]--
-				continue
-			}
-			out = append(out, w)
+	for _, w := range b {
+		if excess[w] < 0 {
+			excess[w]++
+			del = append(del, w)
 		}
 	}
-	return out
+	return ins, del
 }
 
 // wordsAndMarks splits a line into words and runs of other non-space
 // characters, so that "!!!" and "<ref>" survive the multiset difference.
-func wordsAndMarks(line string) []string {
-	var out []string
+func wordsAndMarks(line string) []string { return appendTokens(nil, line) }
+
+func appendTokens(out []string, line string) []string {
 	start := -1
 	kind := 0 // 1 word, 2 mark
 	for i, r := range line {

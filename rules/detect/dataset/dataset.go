@@ -111,12 +111,12 @@ func Features(ev *event.RecentChange, enr map[string]any) detect.Features {
 	num("user_age", &age)
 	num("page_age", &pageAge)
 	f.UserAge, f.PageAge = float64(age), float64(pageAge)
-	f.UserGroups = strings(enr["user_groups"])
-	f.SetText(strings(enr["added_lines"]), strings(enr["removed_lines"]))
+	f.UserGroups = stringList(enr["user_groups"])
+	f.SetText(stringList(enr["added_lines"]), stringList(enr["removed_lines"]))
 	return f
 }
 
-func strings(v any) []string {
+func stringList(v any) []string {
 	l, _ := v.([]any)
 	out := make([]string, 0, len(l))
 	for _, e := range l {
