@@ -73,6 +73,7 @@ type Engine struct {
 	set  atomic.Pointer[ruleSet]
 	pool sync.Pool
 	tick atomic.Uint64 // picks the evaluations whose time is measured
+	kvl  kvLists       // list entries from the KV bucket (WatchLists)
 	mu   sync.Mutex    // serialises Load
 }
 
@@ -111,7 +112,7 @@ func NewEngine(cfg EngineConfig, reg prometheus.Registerer, log zerolog.Logger) 
 		return nil, err
 	}
 	e.m = m
-	e.pool.New = func() any { return newEvalState(e.cfg.MemoryBudget) }
+	e.pool.New = func() any { return newEvalState(e.cfg.MemoryBudget, &e.kvl) }
 	e.set.Store(&ruleSet{lists: &Lists{}})
 	return e, nil
 }
@@ -207,15 +208,15 @@ type evalState struct {
 	contains func(string, string) bool
 }
 
-func newEvalState(budget uint) *evalState {
+func newEvalState(budget uint, kvl *kvLists) *evalState {
 	st := &evalState{vm: vm.VM{MemoryBudget: budget}}
 	st.inList = func(list, s string) bool {
 		l := st.lists.Get(list)
-		return l != nil && l.Contains(s, st.now)
+		return l != nil && l.Contains(s, st.now) || kvl.contains(list, s, st.now)
 	}
 	st.contains = func(list, text string) bool {
 		l := st.lists.Get(list)
-		return l != nil && l.Match(text, st.now)
+		return l != nil && l.Match(text, st.now) || kvl.match(list, text, st.now)
 	}
 	return st
 }

@@ -94,6 +94,9 @@ type StageConfig struct {
 	PublishTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// KVLists: also read list entries from the KV bucket rules (see
+	// AddListEntry), watched live.
+	KVLists bool
 }
 
 // Stage is the evaluator stage: RECENTCHANGE → rules → ALERTS.
@@ -198,6 +201,29 @@ func (s *Stage) reloaded(err error) error {
 func (s *Stage) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
+	stopWatch := func() {}
+	if s.cfg.KVLists {
+		kv, err := s.js.KeyValue(ctx, pipeline.BucketRules)
+		if err != nil {
+			return fmt.Errorf("opening KV bucket %s for lists: %w", pipeline.BucketRules, err)
+		}
+		ready := make(chan struct{})
+		var wctx context.Context
+		wctx, stopWatch = context.WithCancel(ctx)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.engine.WatchLists(wctx, kv, s.log, ready); err != nil {
+				s.log.Error().Err(err).Msg("list entries from KV are not followed")
+			}
+		}()
+		select {
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			s.log.Warn().Msg("KV list entries not loaded after 10s; evaluating without them meanwhile")
+		case <-ctx.Done():
+		}
+	}
 	if len(s.cfg.Paths) > 0 {
 		wg.Add(1)
 		go func() {
@@ -218,6 +244,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	}
 	err := s.runner.Run(ctx)
 	close(done)
+	stopWatch()
 	wg.Wait()
 	return err
 }

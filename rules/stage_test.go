@@ -259,3 +259,59 @@ func BenchmarkStageEndToEnd(b *testing.B) {
 	require.NoError(b, err)
 	b.ReportMetric(float64(ai.State.Msgs)/float64(b.N), "alerts/event")
 }
+
+// KV-backed list entries reach a running stage's rules at once, and
+// expire with their per-key TTL.
+func TestKVLists(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, pipeline.BucketRules)
+	require.NoError(t, err)
+	now := time.Now()
+	require.NoError(t, AddListEntry(ctx, kv, ListEntry{List: "watched", Value: "Main Page", Reason: "test"}, 0, now))
+	require.NoError(t, AddListEntry(ctx, kv, ListEntry{List: "badwords", Value: "poop"}, 0, now))
+
+	s, err := NewStage(js, StageConfig{KVLists: true, Default: []Source{src("l.yaml", `
+lists:
+  watched: []
+  badwords: [fart]
+rules:
+  - id: watched
+    when: in_list("watched", title)
+    severity: info
+  - id: bad-summary
+    when: list_contains("badwords", summary)
+    severity: low
+`)}}, nil, nil, zerolog.Nop())
+	require.NoError(t, err)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(rctx) }()
+	defer func() { stop(); require.NoError(t, <-done) }()
+
+	eval := func(title, summary string) []string {
+		ev := mustEvent(t, `{"meta":{"id":"x"},"type":"edit","title":"`+title+`","comment":"`+summary+`"}`)
+		return alertRules(s.Engine().Eval(ctx, ev, nil, time.Now()))
+	}
+	require.Eventually(t, func() bool { return len(eval("Main Page", "")) == 1 }, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, []string{"bad-summary"}, eval("X", "what a POOP."))
+	assert.Equal(t, []string{"bad-summary"}, eval("X", "fart"), "file entries still count")
+	assert.Empty(t, eval("X", "nincompoop"))
+
+	require.NoError(t, AddListEntry(ctx, kv, ListEntry{List: "watched", Value: "Brief Page"}, time.Second, time.Now()))
+	require.Eventually(t, func() bool { return len(eval("Brief Page", "")) == 1 }, 10*time.Second, 10*time.Millisecond)
+	entries, err := ListEntries(ctx, kv, "watched")
+	require.NoError(t, err)
+	assert.Len(t, entries, 2)
+	// Expiry: the server removes the key after its TTL; the entry stops matching.
+	require.Eventually(t, func() bool { return len(eval("Brief Page", "")) == 0 }, 15*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool {
+		entries, err := ListEntries(ctx, kv, "watched")
+		return err == nil && len(entries) == 1
+	}, 15*time.Second, 100*time.Millisecond, "the server expires the key")
+
+	require.NoError(t, RemoveListEntry(ctx, kv, "watched", "Main Page"))
+	require.Eventually(t, func() bool { return len(eval("Main Page", "")) == 0 }, 10*time.Second, 10*time.Millisecond)
+}

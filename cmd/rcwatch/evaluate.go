@@ -19,6 +19,7 @@ type evaluateFlags struct {
 	MinEvals     int64
 	Workers      int
 	Reload       time.Duration
+	KVLists      bool
 }
 
 func (f *evaluateFlags) register(fs *pflag.FlagSet) {
@@ -28,12 +29,13 @@ func (f *evaluateFlags) register(fs *pflag.FlagSet) {
 	fs.Int64Var(&f.MinEvals, "min-evaluations", 1000, "evaluations before a rule's match rate is judged")
 	fs.IntVar(&f.Workers, "workers", 4, "events evaluated concurrently")
 	fs.DurationVar(&f.Reload, "rules-reload-interval", 5*time.Second, "how often rule files are checked for changes")
+	fs.BoolVar(&f.KVLists, "kv-lists", true, "also follow list entries in the KV bucket rules (rcwatch rules list add …)")
 }
 
 // stageConfig turns the flags into the stage's config.
 func (f *evaluateFlags) stageConfig() (rules.StageConfig, error) {
 	cfg := rules.StageConfig{
-		Paths: f.Rules, Workers: f.Workers, ReloadInterval: f.Reload,
+		Paths: f.Rules, Workers: f.Workers, ReloadInterval: f.Reload, KVLists: f.KVLists,
 		Engine: rules.EngineConfig{MaxMatchRate: f.MaxMatchRate, MinEvaluations: f.MinEvals},
 	}
 	if len(f.Rules) == 0 {

@@ -1,16 +1,20 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	json "github.com/goccy/go-json"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/rcwatch/rcwatch/pipeline"
 	"github.com/rcwatch/rcwatch/rules"
 	"github.com/rcwatch/rcwatch/rules/pack"
 )
@@ -41,7 +45,7 @@ func newRulesCmd() *cobra.Command {
 		Use:   "rules",
 		Short: "Rule authoring tools: lint, test (backtest), cases",
 	}
-	cmd.AddCommand(newRulesLintCmd(), newRulesTestCmd(), newRulesCasesCmd())
+	cmd.AddCommand(newRulesLintCmd(), newRulesTestCmd(), newRulesCasesCmd(), newRulesListCmd())
 	return cmd
 }
 
@@ -240,4 +244,79 @@ func defaultPack() ([]rules.Source, error) {
 		return nil, errors.New("the default rule pack is empty")
 	}
 	return out, nil
+}
+
+// newRulesListCmd manages the KV-backed list entries (bucket rules) that a
+// running evaluator with --kv-lists sees at once.
+func newRulesListCmd() *cobra.Command {
+	var c commonFlags
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "Add, remove and show entries of KV-backed lists (watched pages, bad words, trusted users)",
+	}
+	c.register(cmd.PersistentFlags(), "")
+	withKV := func(cmd *cobra.Command, f func(context.Context, jetstream.KeyValue) error) error {
+		ctx := cmd.Context()
+		rt, closeAll, err := setup(ctx, "rules-list", c, nil)
+		if err != nil {
+			return err
+		}
+		defer closeAll()
+		kv, err := rt.js.KeyValue(ctx, pipeline.BucketRules)
+		if err != nil {
+			return fmt.Errorf("opening KV bucket %s: %w", pipeline.BucketRules, err)
+		}
+		return f(ctx, kv)
+	}
+	var ttl time.Duration
+	var reason, by string
+	add := &cobra.Command{
+		Use:   "add LIST VALUE",
+		Short: "Add an entry (with --ttl it expires)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withKV(cmd, func(ctx context.Context, kv jetstream.KeyValue) error {
+				return rules.AddListEntry(ctx, kv, rules.ListEntry{List: args[0], Value: args[1], Reason: reason, By: by}, ttl, time.Now())
+			})
+		},
+	}
+	add.Flags().DurationVar(&ttl, "ttl", 0, "expire the entry after this long (0: never)")
+	add.Flags().StringVar(&reason, "reason", "", "why (shown by list show)")
+	add.Flags().StringVar(&by, "by", "", "who added it")
+	rm := &cobra.Command{
+		Use:   "rm LIST VALUE",
+		Short: "Remove an entry",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withKV(cmd, func(ctx context.Context, kv jetstream.KeyValue) error {
+				return rules.RemoveListEntry(ctx, kv, args[0], args[1])
+			})
+		},
+	}
+	show := &cobra.Command{
+		Use:   "show [LIST]",
+		Short: "Print the entries (JSON lines)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			list := ""
+			if len(args) == 1 {
+				list = args[0]
+			}
+			return withKV(cmd, func(ctx context.Context, kv jetstream.KeyValue) error {
+				entries, err := rules.ListEntries(ctx, kv, list)
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				for _, e := range entries {
+					if err := enc.Encode(e); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(add, rm, show)
+	return cmd
 }
