@@ -40,6 +40,9 @@ type EngineConfig struct {
 	CitationMaxAge time.Duration
 	// MaxThrottleGroups bounds the groups a throttled rule remembers (default 100000).
 	MaxThrottleGroups int
+	// EnrichTimeout bounds one Enrich call (default 30s); past it the event
+	// is evaluated on what is known.
+	EnrichTimeout time.Duration
 }
 
 func (c *EngineConfig) defaults() {
@@ -60,6 +63,9 @@ func (c *EngineConfig) defaults() {
 	}
 	if c.MaxThrottleGroups <= 0 {
 		c.MaxThrottleGroups = 100000
+	}
+	if c.EnrichTimeout <= 0 {
+		c.EnrichTimeout = 30 * time.Second
 	}
 }
 
@@ -409,7 +415,9 @@ func (e *Engine) enrich(ctx context.Context, st *evalState, ev *event.RecentChan
 	if e.cfg.Enricher == nil {
 		return have, []string{"not fetched (no enricher): " + strings.Join(want.names(), ", ")}
 	}
-	en, err := e.cfg.Enricher.Enrich(ctx, ev, want)
+	ectx, cancel := context.WithTimeout(ctx, e.cfg.EnrichTimeout)
+	defer cancel()
+	en, err := e.cfg.Enricher.Enrich(ectx, ev, want)
 	if err != nil || en == nil {
 		if err == nil {
 			err = errors.New("no enrichment returned")
