@@ -254,3 +254,31 @@ func streamCount(tb testing.TB, js jetstream.JetStream) int {
 	require.NoError(tb, err)
 	return int(info.State.Msgs)
 }
+
+// An `event: error` frame (KafkaSSE sends them after the stream started) is
+// not an event: it is dead-lettered with its reason and ingest goes on.
+func TestIngestErrorFrameIsDeadLettered(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, js := srv.Connect(t)
+	events := uniqueEvents(t, 2)
+	replay := ingest.NewReplay(ingest.ReplayConfig{Events: events}, zerologNop)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, ":ok\n\nevent: message\nid: %s\ndata: %s\n\n", replay.ID(0), events[0])
+		fmt.Fprintf(w, "event: error\nid: %s\ndata: %s\n\n", replay.ID(0), `{"message":"kafka broker unavailable"}`)
+		fmt.Fprintf(w, "event: message\nid: %s\ndata: %s\n\n", replay.ID(1), events[1])
+		w.(http.Flusher).Flush()
+		<-req.Context().Done()
+	}))
+	t.Cleanup(hs.Close)
+	r := startIngester(t, nc, hs.URL, ingest.Config{})
+	assertExactly(t, js, events)
+	waitStream(t, js, pipeline.StreamDeadLetter, 1, 10*time.Second)
+	hs.CloseClientConnections()
+	require.NoError(t, r.stop(t))
+	dead := streamMessages(t, js, pipeline.StreamDeadLetter)
+	require.Len(t, dead, 1)
+	assert.Contains(t, dead[0].Headers().Get(pipeline.HeaderReason), "event_error")
+	assert.Contains(t, string(dead[0].Data()), "kafka broker unavailable")
+	assert.Equal(t, 1.0, counter(t, r.reg, "rcwatch_ingest_malformed_total", "reason", "event_error"))
+}
