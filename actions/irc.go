@@ -200,6 +200,7 @@ type ircNetwork struct {
 	disc      chan struct{}   // closed when the current connection ends
 	pongs     map[string]chan struct{}
 	seq       uint64
+	nickTry   string // last nick tried after a collision, before registration
 
 	sent, digests, folded, delayed atomic.Int64
 }
@@ -264,19 +265,28 @@ func (n *ircNetwork) attach(kv jetstream.KeyValue) {
 
 // nextNick picks the nick after a collision: nick_, nick__, … while it fits
 // NICKLEN, then the configured nick cut short plus three random digits.
+// Before registration girc reports the configured nick as "old" for every
+// collision, so the last nick tried is remembered here.
 func (n *ircNetwork) nextNick(old string) string {
 	maxLen := 9
 	if v, ok := n.client.GetServerOptionInt("NICKLEN"); ok && v > 0 {
 		maxLen = v
 	}
-	if len(old)+1 <= maxLen {
-		return old + "_"
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.nickTry != "" && !n.connected {
+		old = n.nickTry
 	}
-	base := n.cfg.Nick
-	if len(base) > maxLen-3 {
-		base = base[:max(maxLen-3, 1)]
+	next := old + "_"
+	if len(next) > maxLen {
+		base := n.cfg.Nick
+		if len(base) > maxLen-3 {
+			base = base[:max(maxLen-3, 1)]
+		}
+		next = base + fmt.Sprintf("%03d", rand.IntN(1000)) //nolint:gosec // not a secret
 	}
-	return base + fmt.Sprintf("%03d", rand.IntN(1000)) //nolint:gosec // not a secret
+	n.nickTry = next
+	return next
 }
 
 func (n *ircNetwork) notifyLocked() {
@@ -284,15 +294,20 @@ func (n *ircNetwork) notifyLocked() {
 	n.changed = make(chan struct{})
 }
 
-func (n *ircNetwork) onWelcome(c *girc.Client, _ girc.Event) {
+func (n *ircNetwork) onWelcome(c *girc.Client, e girc.Event) {
+	nick := c.GetNick()
+	if len(e.Params) > 0 {
+		nick = e.Params[0]
+	}
 	n.mu.Lock()
 	n.connected = true
+	n.nickTry = ""
 	n.disc = make(chan struct{})
 	n.notifyLocked()
 	n.mu.Unlock()
 	n.queue.Open()
 	n.w.m.connected.WithLabelValues(n.cfg.Name).Set(1)
-	n.log.Info().Str("nick", c.GetNick()).Msg("IRC registered; joining channels")
+	n.log.Info().Str("nick", nick).Msg("IRC registered; joining channels")
 	for _, ch := range n.chans {
 		c.Cmd.Join(ch.name)
 	}
@@ -339,6 +354,7 @@ func (n *ircNetwork) onDisconnect(_ *girc.Client, _ girc.Event) {
 	n.mu.Lock()
 	wasConnected := n.connected
 	n.connected = false
+	n.nickTry = ""
 	clear(n.joined)
 	select {
 	case <-n.disc:

@@ -156,24 +156,38 @@ func (s *Server) Stop() {
 // starts it again on the same port.
 func (s *Server) Restart(tb testing.TB) {
 	tb.Helper()
+	s.Down(tb)
+	s.Up(tb)
+}
+
+// Down stops the server with SIGTERM (it closes every client connection)
+// and waits for it to exit.
+func (s *Server) Down(tb testing.TB) {
+	tb.Helper()
 	s.mu.Lock()
 	cmd := s.cmd
 	s.mu.Unlock()
-	if cmd != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		s.mu.Lock()
-		_ = s.out.Close()
-		s.cmd, s.out = nil, nil
-		s.mu.Unlock()
+	if cmd == nil {
+		return
 	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	s.mu.Lock()
+	_ = s.out.Close()
+	s.cmd, s.out = nil, nil
+	s.mu.Unlock()
+}
+
+// Up starts a stopped server again on the same port.
+func (s *Server) Up(tb testing.TB) {
+	tb.Helper()
 	s.start(tb)
 }
 
