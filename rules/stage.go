@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -80,7 +81,8 @@ func hashSources(srcs []Source) [32]byte {
 // StageConfig declares the evaluator stage.
 type StageConfig struct {
 	// Paths are rule/list files or directories, re-read when their content
-	// changes. Empty: Default, which is never reloaded.
+	// changes. Default (the embedded pack, never reloaded) is loaded first,
+	// with them or alone.
 	Paths   []string
 	Default []Source
 	Engine  EngineConfig
@@ -160,10 +162,11 @@ func (s *Stage) Reload() (bool, error) {
 	defer s.mu.Unlock()
 	srcs := s.cfg.Default
 	if len(s.cfg.Paths) > 0 {
-		var err error
-		if srcs, err = ReadSources(s.cfg.Paths); err != nil {
+		read, err := ReadSources(s.cfg.Paths)
+		if err != nil {
 			return false, s.reloaded(err)
 		}
+		srcs = append(slices.Clip(srcs), read...)
 	}
 	h := hashSources(srcs)
 	if h == s.lastHash && s.lastErr == nil {

@@ -14,6 +14,7 @@ import (
 // them too.
 type evaluateFlags struct {
 	Rules        []string
+	DefaultPack  bool
 	Enrich       bool
 	MaxMatchRate float64
 	MinEvals     int64
@@ -24,6 +25,7 @@ type evaluateFlags struct {
 
 func (f *evaluateFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.Rules, "rules", nil, "rule/list file or directory, re-read when it changes (repeatable; default: the embedded default pack)")
+	fs.BoolVar(&f.DefaultPack, "default-pack", false, "also load the embedded default pack when --rules is given (without --rules it is always used)")
 	fs.BoolVar(&f.Enrich, "enrich", true, "fetch wikitext, diff and user info from the wiki when a rule needs them")
 	fs.Float64Var(&f.MaxMatchRate, "max-match-rate", 0.05, "disable a rule that matches more than this share of events (negative: never)")
 	fs.Int64Var(&f.MinEvals, "min-evaluations", 1000, "evaluations before a rule's match rate is judged")
@@ -38,7 +40,7 @@ func (f *evaluateFlags) stageConfig() (rules.StageConfig, error) {
 		Paths: f.Rules, Workers: f.Workers, ReloadInterval: f.Reload, KVLists: f.KVLists,
 		Engine: rules.EngineConfig{MaxMatchRate: f.MaxMatchRate, MinEvaluations: f.MinEvals},
 	}
-	if len(f.Rules) == 0 {
+	if len(f.Rules) == 0 || f.DefaultPack {
 		def, err := defaultPack()
 		if err != nil {
 			return cfg, err
