@@ -2,6 +2,7 @@ package detect
 
 import (
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -101,11 +102,7 @@ func templates(text string) []template {
 }
 
 func sortTemplates(t []template) {
-	for i := 1; i < len(t); i++ {
-		for j := i; j > 0 && t[j].start < t[j-1].start; j-- {
-			t[j], t[j-1] = t[j-1], t[j]
-		}
-	}
+	sort.SliceStable(t, func(i, j int) bool { return t[i].start < t[j].start })
 }
 
 func parseTemplate(body string, start, end int) template {
@@ -188,21 +185,73 @@ func adjacent(text string, from, to int) bool {
 }
 
 var (
-	refRE        = regexp.MustCompile(`(?is)<ref(?:\s[^>/]*)?>(.*?)</ref\s*>`)
 	bareRefRE    = regexp.MustCompile(`(?i)^\[?\s*(?:https?:)?//[^\s\]]+\s*\]?$`)
 	untitledLink = regexp.MustCompile(`(?i)\[(?:https?:)?//[^\s\]]+\s*\]`)
 )
 
+// bareURLs counts references holding only a URL, then untitled [http…]
+// links in the text outside references. It scans for <ref …>…</ref> by hand:
+// a lazy regexp over a whole page is the slow part otherwise.
 func bareURLs(text string) int {
+	lower := asciiLower(text) // same byte offsets as text
 	n := 0
-	rest := refRE.ReplaceAllStringFunc(text, func(ref string) string {
-		m := refRE.FindStringSubmatch(ref)
-		if bareRefRE.MatchString(strings.TrimSpace(m[1])) {
+	var rest strings.Builder
+	pos := 0
+	for {
+		i := strings.Index(lower[pos:], "<ref")
+		if i < 0 {
+			break
+		}
+		start := pos + i
+		after := start + len("<ref")
+		if after < len(lower) && lower[after] != '>' && lower[after] != ' ' && lower[after] != '\t' && lower[after] != '\n' {
+			rest.WriteString(text[pos:after]) // <references>, <refname…>
+			pos = after
+			continue
+		}
+		gt := strings.IndexByte(lower[after:], '>')
+		if gt < 0 {
+			break
+		}
+		open := after + gt + 1
+		if lower[open-2] == '/' { // <ref name=x />
+			rest.WriteString(text[pos:open])
+			pos = open
+			continue
+		}
+		end := strings.Index(lower[open:], "</ref")
+		if end < 0 {
+			break
+		}
+		if bareRefRE.MatchString(strings.TrimSpace(text[open : open+end])) {
 			n++
 		}
-		return ""
-	})
-	return n + len(untitledLink.FindAllStringIndex(rest, -1))
+		rest.WriteString(text[pos:start])
+		close := open + end
+		if gt2 := strings.IndexByte(lower[close:], '>'); gt2 >= 0 {
+			pos = close + gt2 + 1
+		} else {
+			pos = len(text)
+		}
+	}
+	rest.WriteString(text[pos:])
+	r := rest.String()
+	if !strings.Contains(r, "//") {
+		return n
+	}
+	return n + len(untitledLink.FindAllStringIndex(r, -1))
+}
+
+// asciiLower lower-cases ASCII letters only, so that byte offsets in the
+// result are offsets in s (strings.ToLower may change lengths).
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 var months = map[string]time.Month{

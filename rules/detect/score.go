@@ -187,12 +187,13 @@ func isWordToken(t string) bool {
 
 // informalWords are words encyclopedic prose rarely adds: first and second
 // person, chat, and praise or insult. Compared as written (lower case), so
-// "US" and the pronoun "I" in "World War I" do not count.
+// "US" and the pronoun "I" in "World War I" do not count. Words that
+// articles use in their own sense (gay, hot, fat, rocks) are left out.
 var informalWords = func() map[string]bool {
 	m := map[string]bool{}
 	for _, w := range strings.Fields(`i i'm im you your you're youre u ur
 		hi hello hey dude yo ya gonna wanna dont cant aint
-		cool awesome sexy hot ugly fat sucks rocks gay massive`) {
+		cool awesome sexy ugly sucks massive`) {
 		m[w] = true
 	}
 	return m
