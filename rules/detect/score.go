@@ -299,7 +299,9 @@ func Inputs(f Features) [numInputs]float64 {
 	if f.UserType == "ip" || f.UserType == "temp" {
 		x[inAnonymous] = 1
 	}
-	x[inEditCount] = math.Log10(1 + float64(max(0, f.UserEditCount)))
+	// The edit being judged counts: an unknown count (0, as for IPs live)
+	// is taken as 1, which is what the training data holds for a first edit.
+	x[inEditCount] = math.Log10(1 + float64(max(1, f.UserEditCount)))
 	x[inWarns] = math.Log1p(float64(min(max(0, f.UserWarns), 100)))
 	empty, section, revert := summaryKind(f.Summary)
 	x[inNoSummary] = b2f(empty)
