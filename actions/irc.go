@@ -182,6 +182,22 @@ func (w *IRCWorker) Run(ctx context.Context) error {
 	return nil
 }
 
+// Ready reports an error while a network is not registered (for /readyz).
+func (w *IRCWorker) Ready() error {
+	var down []string
+	for _, n := range w.nets {
+		n.mu.Lock()
+		if !n.connected {
+			down = append(down, n.cfg.Name)
+		}
+		n.mu.Unlock()
+	}
+	if len(down) > 0 {
+		return fmt.Errorf("not connected to IRC network(s) %s", strings.Join(down, ", "))
+	}
+	return nil
+}
+
 // ircNetwork is one connection with its flood queue and channels.
 type ircNetwork struct {
 	w      *IRCWorker

@@ -6,8 +6,10 @@ import (
 
 // newActCmd groups the action workers: irc (issue 5), edit (issue 6).
 func newActCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "act",
 		Short: "Action workers that consume ALERTS (irc, edit)",
 	}
+	cmd.AddCommand(newActIRCCmd())
+	return cmd
 }
