@@ -434,3 +434,40 @@ func TestIRCControlChannel(t *testing.T) {
 	command("!mute blanking soon", `oper: bad duration "soon"`)
 	require.Len(t, watcher.Messages("#alerts"), 2, "the muted alert was never posted")
 }
+
+// TestIRCServerPassword: the password comes from a file; a wrong one keeps
+// the worker out (and not ready), the right one lets it post.
+func TestIRCServerPassword(t *testing.T) {
+	env := newIRCEnv(t, ircdtest.Options{Password: "letmein"})
+	dir := t.TempDir()
+	good, bad := dir+"/good", dir+"/bad"
+	require.NoError(t, os.WriteFile(good, []byte("letmein\n"), 0o600))
+	require.NoError(t, os.WriteFile(bad, []byte("wrong\n"), 0o600))
+
+	cfg := env.config("badbot", "#locked")
+	cfg.Networks[0].ServerPassword = Secret{File: bad}
+	w, err := NewIRCWorker(env.js, cfg, prometheus.NewRegistry(), testLogger(t))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	watcherBad := ircdtest.Dial(t, env.irc.Addr, "observer", "letmein")
+	watcherBad.Join(t, "#locked")
+
+	cfg = env.config("rcbot", "#locked")
+	cfg.Networks[0].ServerPassword = Secret{File: good}
+	rw := env.startWorker(t, cfg)
+	require.NoError(t, rw.w.Ready())
+	publishAlert(t, env.js, testAlert("pw", 401, "#locked"))
+	msgs := watcherBad.WaitMessages(t, "#locked", 1, 10*time.Second)
+	require.Equal(t, "rcbot", msgs[0].Nick)
+
+	require.ErrorContains(t, w.Ready(), "not connected to IRC network(s) test")
+	require.Eventually(t, func() bool { return testutil.ToFloat64(w.m.reconnects.WithLabelValues("test")) >= 1 },
+		10*time.Second, 20*time.Millisecond, "the refused worker keeps retrying")
+	cancel()
+	require.NoError(t, <-done)
+	owner, err := LeaseOwner(context.Background(), env.kv, "test", "#locked")
+	require.NoError(t, err)
+	require.Equal(t, "rcbot", owner)
+}
