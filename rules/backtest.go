@@ -270,7 +270,11 @@ func Backtest(ctx context.Context, srcs []Source, items []Item, cfg BacktestConf
 		rr := &rep.Rules[i]
 		rr.Errors = s.Errors
 		rr.MatchRate = ratio(rr.Matches, rep.Events)
-		rr.WouldAutoDisable = rr.Enabled && rr.MatchRate > cfg.MaxMatchRate
+		limit := cfg.MaxMatchRate
+		if s.MaxMatchRate != nil { // the rule's own threshold, as the engine applies it live
+			limit = *s.MaxMatchRate
+		}
+		rr.WouldAutoDisable = rr.Enabled && limit > 0 && rr.MatchRate > limit
 		if rr.Confusion != nil {
 			rr.Confusion.finish()
 		}

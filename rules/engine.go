@@ -171,6 +171,8 @@ type RuleStatus struct {
 	Matches      int64    `json:"matches"`
 	Alerts       int64    `json:"alerts"`
 	Errors       int64    `json:"errors"`
+	// MaxMatchRate is the rule's own auto-disable threshold, when it sets one.
+	MaxMatchRate *float64 `json:"max_match_rate,omitempty"`
 }
 
 // Rules reports every loaded rule, in load order.
@@ -182,7 +184,7 @@ func (e *Engine) Rules() []RuleStatus {
 			ID: ar.ID, Version: ar.Version, File: ar.File, Enabled: ar.IsEnabled(),
 			AutoDisabled: ar.st.disabled.Load(), Tags: ar.Tags, Need: ar.Need.names(),
 			Evaluations: ar.st.evals.Load(), Matches: ar.st.matches.Load(),
-			Alerts: ar.st.alerts.Load(), Errors: ar.st.errors.Load(),
+			Alerts: ar.st.alerts.Load(), Errors: ar.st.errors.Load(), MaxMatchRate: ar.Rule.MaxMatchRate,
 		})
 	}
 	return out
