@@ -10,16 +10,21 @@ func newRunCmd() *cobra.Command {
 		emb embeddedFlags
 		in  ingestFlags
 		ev  evaluateFlags
+		irc ircFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run every stage in one process around an embedded NATS server (the one-machine default)",
 		Long: `Starts an embedded NATS server with JetStream (file storage under --data-dir) unless --nats
 points at an external one, and runs the stages in one process: ingest and the rules
-evaluator (and the action workers when they are configured). SIGTERM stops reading, drains every stage and exits 0.`,
+evaluator always; the IRC worker with --irc-config. SIGTERM stops reading, drains every stage and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runStages(cmd.Context(), "run", c, &emb, in.stage, ev.stage)
+			stages := []func(*runtime) (actor, error){in.stage, ev.stage}
+			if irc.Config != "" {
+				stages = append(stages, irc.stage)
+			}
+			return runStages(cmd.Context(), "run", c, &emb, stages...)
 		},
 	}
 	fs := cmd.Flags()
@@ -27,5 +32,6 @@ evaluator (and the action workers when they are configured). SIGTERM stops readi
 	emb.register(fs)
 	in.register(fs)
 	ev.register(fs)
+	irc.register(fs, "irc-")
 	return cmd
 }
