@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/internal/ircdtest"
 	"github.com/rcwatch/rcwatch/pipeline"
 	"github.com/rcwatch/rcwatch/pipeline/natstest"
 )
@@ -135,14 +137,31 @@ func TestRehearsal(t *testing.T) {
 	rulesDir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(rulesDir, "rehearsal.yaml"), []byte(ruleFile), 0o644))
 
+	ircd := ircdtest.Start(t, ircdtest.Options{})
+	watcher := ircdtest.Dial(t, ircd.Addr, "watcher", "")
+	watcher.Join(t, "#rehearsal")
+	ircConf := filepath.Join(t.TempDir(), "irc.yaml")
+	require.NoError(t, os.WriteFile(ircConf, []byte(fmt.Sprintf(`lease_ttl: 3s
+networks:
+  - name: local
+    host: 127.0.0.1
+    port: %d
+    nick: rcwatch
+    flood: {rate: 400, burst: 100, backlog: 10000}
+    channels:
+      - name: "#rehearsal"
+        plain: true
+        route:
+          from_actions: true
+`, ircd.Port)), 0o644))
+
 	common := []string{"--nats", urls, "--stream-replicas", "3"}
+	// Start order: consumers first (a new IRC channel consumer starts at new alerts).
+	order := []string{"act-irc", "evaluate", "ingest"}
 	stages := map[string][]string{
-		"ingest":   append([]string{"ingest", "--source", hs.URL}, common...),
+		"act-irc":  append([]string{"act", "irc", "--config", ircConf}, common...),
 		"evaluate": append([]string{"evaluate", "--rules", rulesDir, "--max-match-rate", "-1", "--enrich=false"}, common...),
-	}
-	procs := map[string][2]*proc{}
-	for name, args := range stages {
-		procs[name] = [2]*proc{start(t, bin, name+"-a", args...), start(t, bin, name+"-b", args...)}
+		"ingest":   append([]string{"ingest", "--source", hs.URL}, common...),
 	}
 
 	nc, err := pipeline.Connect(urls, "rehearsal", zerolog.Nop())
@@ -150,6 +169,20 @@ func TestRehearsal(t *testing.T) {
 	t.Cleanup(nc.Close)
 	js, err := pipeline.JetStream(nc)
 	require.NoError(t, err)
+
+	procs := map[string][2]*proc{}
+	for _, name := range order {
+		args := stages[name]
+		if name == "act-irc" {
+			procs[name] = [2]*proc{start(t, bin, name+"-a", append(args, "--replica-id", "a")...),
+				start(t, bin, name+"-b", append(args, "--replica-id", "b")...)}
+		} else {
+			procs[name] = [2]*proc{start(t, bin, name+"-a", args...), start(t, bin, name+"-b", args...)}
+		}
+		if name == "act-irc" {
+			waitIRCConsumer(t, js)
+		}
+	}
 	waitCount(t, js, pipeline.StreamRecentChange, 400, 90*time.Second)
 
 	// Mid-run: one NATS node and one replica of each stage die.
@@ -185,7 +218,51 @@ func TestRehearsal(t *testing.T) {
 		assert.Equal(t, 1, got[id], "alert %s", id)
 	}
 	assert.Len(t, got, len(wantAlerts), "no unexpected alerts")
-	t.Logf("events %d, alerts %d", len(seen), len(got))
+
+	// Every alert delivered to IRC: one line per alert. A poster killed
+	// between the server's confirmation of a line and the write of its
+	// idempotency key posts that one line again (docs/IRC.md): at most one.
+	diffURLs := map[string]string{}
+	for _, e := range evs {
+		ev, _ := event.Decode(e)
+		if ev.Type == "edit" {
+			diffURLs[ev.DiffURL()] = ev.Meta.ID
+		}
+	}
+	lines := watcher.WaitMessages(t, "#rehearsal", len(wantAlerts), 3*time.Minute)
+	perAlert := map[string]int{}
+	for _, l := range lines {
+		for _, f := range strings.Fields(l.Text) {
+			if id, ok := diffURLs[f]; ok {
+				perAlert[id]++
+			}
+		}
+	}
+	dups := 0
+	for url, id := range diffURLs {
+		require.GreaterOrEqual(t, perAlert[id], 1, "alert for %s never reached IRC", url)
+		dups += perAlert[id] - 1
+	}
+	assert.LessOrEqual(t, dups, 1, "lines posted twice")
+	t.Logf("events %d, alerts %d, IRC lines %d (repeated %d)", len(seen), len(got), len(lines), dups)
+}
+
+func waitIRCConsumer(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, pipeline.StreamAlerts)
+		if err != nil {
+			return false
+		}
+		for name := range st.ConsumerNames(ctx).Name() {
+			if strings.HasPrefix(name, "irc-") {
+				return true
+			}
+		}
+		return false
+	}, 90*time.Second, 100*time.Millisecond, "no IRC channel consumer")
 }
 
 func waitCount(t *testing.T, js jetstream.JetStream, stream string, n int, timeout time.Duration) {
