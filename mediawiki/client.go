@@ -10,6 +10,7 @@ package mediawiki
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -559,6 +560,9 @@ func (c *Client) Login(ctx context.Context) error {
 func (c *Client) login(ctx context.Context) error {
 	bp := c.cfg.Auth.(BotPassword)
 	c.dropTokens()
+	// MediaWiki refuses action=login inside a BotPassword session
+	// (api-login-fail-badsessionprovider): start from no session.
+	c.dropSessionCookies()
 	var tr tokensResponse
 	if err := c.send(ctx, call{action: "query"}, url.Values{"action": {"query"}, "meta": {"tokens"}, "type": {"login"}}, &tr); err != nil {
 		c.countLogin("error")
@@ -567,7 +571,7 @@ func (c *Client) login(ctx context.Context) error {
 	var lr struct {
 		Login struct {
 			Result   string `json:"result"`
-			Reason   string `json:"reason"`
+			Reason   json.RawMessage `json:"reason"` // a string, or {code,text} with errorformat
 			UserID   int64  `json:"lguserid"`
 			Username string `json:"lgusername"`
 		} `json:"login"`
@@ -579,12 +583,15 @@ func (c *Client) login(ctx context.Context) error {
 	}
 	if lr.Login.Result != "Success" {
 		c.countLogin("failed")
-		reason := lr.Login.Reason
+		reason := loginReason(lr.Login.Reason)
 		if reason == "" {
 			reason = lr.Login.Result
 		}
 		// The reason is MediaWiki's message; it never contains the password.
-		return fmt.Errorf("%w as %s: %s (a BotPassword secret must match ^[0-9a-w]{32,}$)", ErrLoginFailed, bp.LoginName(), reason)
+		if strings.Contains(reason, "Incorrect") {
+			reason += " (note: a BotPassword secret must match ^[0-9a-w]{32,}$)"
+		}
+		return fmt.Errorf("%w as %s: %s", ErrLoginFailed, bp.LoginName(), reason)
 	}
 	c.countLogin("ok")
 	c.mu.Lock()
@@ -592,6 +599,33 @@ func (c *Client) login(ctx context.Context) error {
 	c.mu.Unlock()
 	c.log.Info().Str("user", lr.Login.Username).Int64("userid", lr.Login.UserID).Msg("logged in with a BotPassword")
 	return nil
+}
+
+// dropSessionCookies expires the cookies the jar holds for the API.
+func (c *Client) dropSessionCookies() {
+	var expired []*http.Cookie
+	for _, ck := range c.hc.Jar.Cookies(c.api) {
+		for _, path := range []string{"/", c.api.Path} {
+			expired = append(expired, &http.Cookie{Name: ck.Name, Path: path, MaxAge: -1})
+		}
+	}
+	if len(expired) > 0 {
+		c.hc.Jar.SetCookies(c.api, expired)
+	}
+}
+
+// loginReason reads login.reason: a string (errorformat=bc) or an object
+// with text (plaintext) or key.
+func loginReason(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var m struct{ Code, Text, Key string }
+	if json.Unmarshal(raw, &m) == nil {
+		return strings.TrimSpace(m.Code + ": " + cmpOr(m.Text, m.Key))
+	}
+	return ""
 }
 
 func (c *Client) countLogin(result string) {
