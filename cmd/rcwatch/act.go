@@ -11,5 +11,6 @@ func newActCmd() *cobra.Command {
 		Short: "Action workers that consume ALERTS (irc, edit)",
 	}
 	cmd.AddCommand(newActIRCCmd())
+	cmd.AddCommand(newActEditCmd())
 	return cmd
 }
