@@ -570,10 +570,10 @@ func (c *Client) login(ctx context.Context) error {
 	}
 	var lr struct {
 		Login struct {
-			Result   string `json:"result"`
+			Result   string          `json:"result"`
 			Reason   json.RawMessage `json:"reason"` // a string, or {code,text} with errorformat
-			UserID   int64  `json:"lguserid"`
-			Username string `json:"lgusername"`
+			UserID   int64           `json:"lguserid"`
+			Username string          `json:"lgusername"`
 		} `json:"login"`
 	}
 	p := url.Values{"action": {"login"}, "lgname": {bp.LoginName()}, "lgpassword": {bp.Secret}, "lgtoken": {tr.Query.Tokens["logintoken"]}}
