@@ -7,6 +7,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/rcwatch/rcwatch/enrich"
+	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/mediawiki"
 	"github.com/rcwatch/rcwatch/rules"
 )
 
@@ -16,6 +19,10 @@ type evaluateFlags struct {
 	Rules        []string
 	DefaultPack  bool
 	Enrich       bool
+	EnrichUA     string
+	EnrichAPI    string
+	EnrichRate   float64
+	EnrichConc   int
 	MaxMatchRate float64
 	MinEvals     int64
 	Workers      int
@@ -27,6 +34,10 @@ func (f *evaluateFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.Rules, "rules", nil, "rule/list file or directory, re-read when it changes (repeatable; default: the embedded default pack)")
 	fs.BoolVar(&f.DefaultPack, "default-pack", false, "also load the embedded default pack when --rules is given (without --rules it is always used)")
 	fs.BoolVar(&f.Enrich, "enrich", true, "fetch wikitext, diff and user info from the wiki when a rule needs them")
+	fs.StringVar(&f.EnrichUA, "enrich-user-agent", mediawiki.DefaultUserAgent, "User-Agent of enrichment requests (name a contact, per Wikimedia policy)")
+	fs.StringVar(&f.EnrichAPI, "enrich-api-url", "", "send every enrichment request to this api.php (default: the event's own wiki)")
+	fs.Float64Var(&f.EnrichRate, "enrich-rate", 10, "enrichment requests per second per wiki")
+	fs.IntVar(&f.EnrichConc, "enrich-concurrency", 2, "enrichment requests in flight per wiki")
 	fs.Float64Var(&f.MaxMatchRate, "max-match-rate", 0.05, "disable a rule that matches more than this share of events (negative: never)")
 	fs.Int64Var(&f.MinEvals, "min-evaluations", 1000, "evaluations before a rule's match rate is judged")
 	fs.IntVar(&f.Workers, "workers", 4, "events evaluated concurrently")
@@ -58,7 +69,7 @@ func (f *evaluateFlags) stage(rt *runtime) (actor, error) {
 	}
 	var enricher rules.Enricher
 	if f.Enrich {
-		enricher = newEnricher(rt)
+		enricher = f.newEnricher(rt)
 	}
 	if enricher == nil {
 		rt.log.Info().Msg("no enrichment: rules are evaluated on the event alone; alerts that needed more are marked partial")
@@ -76,9 +87,15 @@ func (f *evaluateFlags) stage(rt *runtime) (actor, error) {
 	return actor{name: "rules", run: s.Run}, nil
 }
 
-// newEnricher is the enrichment of the evaluator, when the enrich package
-// is wired; nil until then (evaluate on what is known).
-func newEnricher(*runtime) rules.Enricher { return nil }
+// newEnricher is the MediaWiki Action API enrichment of the evaluator.
+func (f *evaluateFlags) newEnricher(rt *runtime) rules.Enricher {
+	cfg := enrich.Config{UserAgent: f.EnrichUA, PerWikiRate: f.EnrichRate, PerWikiConcurrency: f.EnrichConc}
+	if f.EnrichAPI != "" {
+		api := f.EnrichAPI
+		cfg.APIURLFor = func(*event.RecentChange) string { return api }
+	}
+	return enrich.New(cfg, rt.reg, rt.log)
+}
 
 func newEvaluateCmd() *cobra.Command {
 	var (
