@@ -69,6 +69,7 @@ type Enricher struct {
 
 	mu      sync.Mutex
 	clients map[string]*mediawiki.Client
+	breaker *breaker
 }
 
 var _ rules.Enricher = (*Enricher)(nil)
@@ -139,6 +140,7 @@ func New(cfg Config, reg prometheus.Registerer, log zerolog.Logger) *Enricher {
 		cfg: cfg, log: log.With().Str("component", "enrich").Logger(), m: m,
 		mwm: mediawiki.NewMetrics(reg), cache: newLRU(cfg.CacheBytes),
 		clients: map[string]*mediawiki.Client{},
+		breaker: newBreaker(5, 30*time.Second, 5*time.Minute),
 	}
 }
 
@@ -195,10 +197,13 @@ func (e *Enricher) Enrich(ctx context.Context, ev *event.RecentChange, need rule
 	api := e.cfg.APIURLFor(ev)
 	var c *mediawiki.Client
 	var cerr error
-	if api != "" {
-		c, cerr = e.client(api)
-	} else {
+	switch {
+	case api == "":
 		cerr = errors.New("no API URL for the event")
+	default:
+		if cerr = e.breaker.allow(api, e.cfg.Now()); cerr == nil {
+			c, cerr = e.client(api)
+		}
 	}
 	var wg sync.WaitGroup
 	var textErr, userErr error
@@ -217,6 +222,21 @@ func (e *Enricher) Enrich(ctx context.Context, ev *event.RecentChange, need rule
 		}
 	}
 	wg.Wait()
+	if cerr == nil {
+		var outcomes []error
+		if need.Wikitext || need.Diff {
+			outcomes = append(outcomes, textErr)
+		}
+		if need.User {
+			outcomes = append(outcomes, userErr)
+		}
+		for _, err := range outcomes {
+			if opened, until := e.breaker.record(api, err, e.cfg.Now()); opened {
+				e.log.Warn().Err(err).Str("wiki", ev.Wiki).Time("until", until).
+					Msg("wiki unreachable: enrichment paused, alerts are marked partial meanwhile")
+			}
+		}
+	}
 	if textErr != nil {
 		if need.Wikitext {
 			out.Missing = append(out.Missing, MissingWikitext)

@@ -180,3 +180,47 @@ func TestDefaultAPIURL(t *testing.T) {
 		assert.Equal(t, tc.want, enrich.DefaultAPIURL(&event.RecentChange{ServerURL: tc.server, ServerScriptPath: tc.script}))
 	}
 }
+
+// A wiki that cannot be reached opens its circuit after five failures: the
+// following events are enriched partially at once, with no request, until
+// the cool-down ends.
+func TestEnrichCircuitOpensForUnreachableWiki(t *testing.T) {
+	now := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	reg := prometheus.NewRegistry()
+	e := enrich.New(enrich.Config{
+		APIURLFor:  func(*event.RecentChange) string { return "http://127.0.0.1:1/api.php" },
+		MaxRetries: -1, Now: func() time.Time { return now },
+	}, reg, zerolog.Nop())
+	requests := func() float64 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		var n float64
+		for _, mf := range mfs {
+			if mf.GetName() == "rcwatch_enrich_requests_total" {
+				for _, m := range mf.GetMetric() {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return n
+	}
+	old, cur := int64(1), int64(2)
+	ev := &event.RecentChange{Meta: event.Meta{ID: "x"}, Type: "edit", Wiki: "downwiki", User: "Someone",
+		Revision: event.OldNew{Old: &old, New: &cur}}
+	need := rules.Need{Diff: true}
+	for i := 0; i < 5; i++ {
+		out, err := e.Enrich(context.Background(), ev, need)
+		require.NoError(t, err)
+		require.Contains(t, out.Missing, enrich.MissingDiff)
+	}
+	assert.Equal(t, 5.0, requests())
+	out, err := e.Enrich(context.Background(), ev, need)
+	require.NoError(t, err)
+	assert.Contains(t, out.Missing, enrich.MissingDiff)
+	assert.Equal(t, 5.0, requests(), "no request while the circuit is open")
+
+	now = now.Add(31 * time.Second)
+	_, err = e.Enrich(context.Background(), ev, need)
+	require.NoError(t, err)
+	assert.Equal(t, 6.0, requests(), "one request after the cool-down")
+}
