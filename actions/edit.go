@@ -407,8 +407,8 @@ func (w *EditWorker) handleOp(ctx context.Context, msg jetstream.Msg, a *event.A
 			}
 			r.audit.Result, r.audit.NewRevID, r.audit.WikiTime, r.audit.Slot, r.audit.At = "edited", res.revID, res.wikiTime, res.slot, w.now().UTC()
 			w.m.edits.WithLabelValues(ws.name, op).Inc()
-			r.log.Info().Int64("revid", res.revID).Time("slot", res.slot).Time("sent_at", res.sentAt).
-				Time("wiki_timestamp", res.wikiTime).Str("method", plan.Method).Int64("base_revid", plan.BaseRevID).
+			r.log.Info().Int64("revid", res.revID).Str("slot", res.slot.UTC().Format(time.RFC3339Nano)).
+				Str("sent_at", res.sentAt.UTC().Format(time.RFC3339Nano)).Str("wiki_timestamp", res.wikiTime.UTC().Format(time.RFC3339)).Str("method", plan.Method).Int64("base_revid", plan.BaseRevID).
 				Str("summary", plan.Summary).Msg("edit made")
 			r.publish(dctx)
 			return nil

@@ -43,8 +43,13 @@ type editBudgetState struct {
 func budgetKey(account string) string { return "edit.budget." + editKeyToken(editNormName(account)) }
 
 func newBudget(kv jetstream.KeyValue, account string, perMinute float64) *editBudget {
-	return &editBudget{kv: kv, key: budgetKey(account), interval: time.Duration(float64(time.Minute) / perMinute),
-		align: time.Second, slowDecay: 10 * time.Minute}
+	b := &editBudget{kv: kv, key: budgetKey(account), interval: time.Duration(float64(time.Minute) / perMinute),
+		slowDecay: 10 * time.Minute}
+	if b.interval >= time.Second {
+		// Whole-second slots: the wiki's timestamps have one-second resolution.
+		b.align = time.Second
+	}
+	return b
 }
 
 // factor is the slow-down in force at now: it decays linearly to 1.

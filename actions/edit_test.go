@@ -1,0 +1,795 @@
+package actions
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/internal/mwtest"
+	"github.com/rcwatch/rcwatch/mediawiki"
+	"github.com/rcwatch/rcwatch/pipeline"
+	"github.com/rcwatch/rcwatch/pipeline/natstest"
+)
+
+// editWikiSettings is a knob of the test wiki: while the file botrollback
+// exists in the wiki's directory, the bot group has the rollback right (so
+// one wiki serves both the undo and the rollback path).
+const editWikiSettings = `
+if (is_readable(__DIR__ . '/botrollback')) { $wgGroupPermissions['bot']['rollback'] = true; }
+`
+
+const testWikiID = "testwiki"
+
+// logSink collects JSON log lines and lets a test wait for one.
+type logSink struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	lines []string
+	wake  chan struct{}
+}
+
+func newLogSink() *logSink { return &logSink{wake: make(chan struct{})} }
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Write(p)
+	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		s.lines = append(s.lines, l)
+	}
+	close(s.wake)
+	s.wake = make(chan struct{})
+	return len(p), nil
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// await waits for a line (after the first `from` lines) containing every part.
+func (s *logSink) await(t *testing.T, from int, timeout time.Duration, parts ...string) map[string]any {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		s.mu.Lock()
+		for _, l := range s.lines[min(from, len(s.lines)):] {
+			ok := true
+			for _, p := range parts {
+				ok = ok && strings.Contains(l, p)
+			}
+			if ok {
+				s.mu.Unlock()
+				var m map[string]any
+				_ = json.Unmarshal([]byte(l), &m)
+				return m
+			}
+		}
+		wake := s.wake
+		s.mu.Unlock()
+		select {
+		case <-wake:
+		case <-deadline:
+			t.Fatalf("no log line with %q within %s", parts, timeout)
+		}
+	}
+}
+
+func (s *logSink) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.lines)
+}
+
+// matching returns the decoded lines containing every part.
+func (s *logSink) matching(parts ...string) []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, l := range s.lines {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(l, p)
+		}
+		if ok {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+// shiftClock is the real clock plus an offset a test can move.
+type shiftClock struct{ off atomic.Int64 }
+
+func (c *shiftClock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *shiftClock) advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// editEnv is one subtest's world: the package's wiki, a fresh NATS server,
+// an audit subscription and the captured logs.
+type editEnv struct {
+	t      *testing.T
+	w      *mwtest.Wiki
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	srv    *natstest.Server
+	logs   *logSink
+	audits chan EditAudit
+	clock  *shiftClock
+	seq    int
+}
+
+func newEditEnv(t *testing.T, w *mwtest.Wiki, logs *logSink) *editEnv {
+	t.Helper()
+	srv := natstest.Start(t)
+	nc, js := srv.Connect(t)
+	e := &editEnv{t: t, w: w, nc: nc, js: js, srv: srv, logs: logs, audits: make(chan EditAudit, 256), clock: &shiftClock{}}
+	sub, err := nc.Subscribe("audit.edit.>", func(m *nats.Msg) {
+		var a EditAudit
+		if json.Unmarshal(m.Data, &a) == nil {
+			e.audits <- a
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return e
+}
+
+// config is a live config for the test wiki with quick intervals.
+func (e *editEnv) config(live bool) EditConfig {
+	cfg := DefaultEditConfig()
+	cfg.Live = live
+	cfg.RatePerMinute = 6000 // 10 ms: tests that measure the budget set their own
+	cfg.KillSwitchInterval = time.Millisecond
+	cfg.MaxAlertAge = -1
+	cfg.ClaimTTL = 3 * time.Second
+	cfg.ReadOnlyWait = 500 * time.Millisecond
+	cfg.ErrorWait = 500 * time.Millisecond
+	cfg.AckWait = 10 * time.Second
+	cfg.Wikis = map[string]*WikiEditConfig{testWikiID: {
+		APIURL: e.w.APIURL, Account: e.w.Bot.Name, AppID: e.w.Bot.AppID,
+		UserAgent:  "rcwatch-test (edit worker tests)",
+		Operations: []string{EditOpTag, EditOpReport, EditOpRevert},
+		Tag:        TagConfig{Template: "{{Update|date={month} {year}}}"},
+		Report:     ReportConfig{Page: "Project:Vandalism reports"},
+		Revert:     RevertConfig{TrustedGroups: []string{"sysop"}},
+	}}
+	return cfg
+}
+
+func (e *editEnv) creds() EditCredentials { return EditCredentials{botPassword: e.w.Bot.Secret} }
+
+// start runs a worker until the subtest ends; it returns the worker and
+// its registry.
+func (e *editEnv) start(cfg EditConfig, factory ClientFactory, js jetstream.JetStream, name string) (*EditWorker, *prometheus.Registry) {
+	e.t.Helper()
+	reg := prometheus.NewRegistry()
+	log := zerolog.New(e.logs).With().Str("replica", name).Timestamp().Logger()
+	if factory == nil {
+		factory = NewEditClientFactory(e.creds(), mediawiki.NewMetrics(reg), log)
+	}
+	if js == nil {
+		js = e.js
+	}
+	w, err := NewEditWorker(js, cfg, factory, reg, log, e.clock.now, WithDeliverAll())
+	require.NoError(e.t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	e.t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(e.t, err)
+		case <-time.After(30 * time.Second):
+			e.t.Errorf("edit worker %s did not drain", name)
+		}
+	})
+	return w, reg
+}
+
+// alert builds an alert on the test wiki asking for ops.
+func (e *editEnv) alert(title, user string, oldRev, newRev int64, ops ...string) event.Alert {
+	e.seq++
+	acts := make([]string, len(ops))
+	for i, op := range ops {
+		acts[i] = "edit:" + op
+	}
+	return event.Alert{
+		ID:       event.AlertID("test-rule", fmt.Sprintf("%s-%d-%d", e.t.Name(), e.seq, time.Now().UnixNano())),
+		Rule:     event.RuleRef{ID: "test-rule", Version: "v1"},
+		Severity: event.SeverityHigh, Score: 0.93, Reasons: []string{"test reason [[x]] {{y}}"},
+		Event: event.Ref{Wiki: testWikiID, ServerURL: e.w.URL, Type: "edit", Title: title, User: user,
+			OldRev: oldRev, NewRev: newRev, Timestamp: time.Now().Unix()},
+		DetectedAt: e.clock.now(), Actions: acts,
+	}
+}
+
+func (e *editEnv) publish(a event.Alert, msgID string) {
+	e.t.Helper()
+	b, err := json.Marshal(a)
+	require.NoError(e.t, err)
+	m := nats.NewMsg(pipeline.AlertSubject(a.Event.Wiki, a.Rule.ID))
+	m.Data = b
+	if msgID == "" {
+		msgID = a.ID
+	}
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = e.js.PublishMsg(ctx, m)
+	require.NoError(e.t, err)
+}
+
+// awaitAudits waits for n audit records.
+func (e *editEnv) awaitAudits(n int, timeout time.Duration) []EditAudit {
+	e.t.Helper()
+	var out []EditAudit
+	deadline := time.After(timeout)
+	for len(out) < n {
+		select {
+		case a := <-e.audits:
+			out = append(out, a)
+		case <-deadline:
+			e.t.Fatalf("got %d of %d audit records within %s: %+v", len(out), n, timeout, out)
+		}
+	}
+	return out
+}
+
+// botRevs returns the bot's revisions of title.
+func botRevs(t *testing.T, w *mwtest.Wiki, title string) []mwtest.Rev {
+	var out []mwtest.Rev
+	for _, r := range w.PageHistory(t, title) {
+		if r.User == w.Bot.Name {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// botRCs counts the bot's recent changes.
+func botRCs(t *testing.T, w *mwtest.Wiki) int {
+	n := 0
+	for _, rc := range w.RecentChanges(t) {
+		if rc.User == w.Bot.Name {
+			n++
+		}
+	}
+	return n
+}
+
+// rcOf returns the wiki's recent change with revision id rev.
+func rcOf(t *testing.T, w *mwtest.Wiki, rev int64) mwtest.RC {
+	t.Helper()
+	for _, rc := range w.RecentChanges(t) {
+		if rc.RevID == rev {
+			return rc
+		}
+	}
+	t.Fatalf("revision %d is not in recent changes", rev)
+	return mwtest.RC{}
+}
+
+func skippedCount(reg *prometheus.Registry, reason string) float64 {
+	mfs, _ := reg.Gather()
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "rcwatch_edit_skipped_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
+
+func counterSum(reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	mfs, _ := reg.Gather()
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for k, v := range labels {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == k && l.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			if m.GetCounter() != nil {
+				total += m.GetCounter().GetValue()
+			}
+			if m.GetGauge() != nil {
+				total += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+// TestEditWorkerWiki runs the edit worker against one real MediaWiki (shared
+// by the subtests, which run in order: the kill switch and talk page are
+// per wiki) and a fresh embedded NATS per subtest.
+func TestEditWorkerWiki(t *testing.T) {
+	w := mwtest.Start(t, mwtest.Options{ExtraSettings: editWikiSettings})
+	logs := newLogSink()
+	w.Edit(t, w.Admin, "User:TestBot/Run", "true", "kill switch on")
+	t.Cleanup(func() {
+		// No secret ever reaches a log.
+		all := logs.String()
+		assert.NotEmpty(t, all)
+		assert.NotContains(t, all, w.Bot.Secret, "the BotPassword secret is in the logs")
+	})
+
+	t.Run("operations", func(t *testing.T) { testEditOperations(t, w, logs) })
+	t.Run("rollback", func(t *testing.T) { testEditRollback(t, w, logs) })
+	t.Run("stops", func(t *testing.T) { testEditStops(t, w, logs) })
+	t.Run("revert memory", func(t *testing.T) { testEditRevertMemory(t, w, logs) })
+	t.Run("maxlag", func(t *testing.T) { testEditMaxLag(t, w, logs) })
+	t.Run("readonly", func(t *testing.T) { testEditReadOnly(t, w, logs) })
+	t.Run("stale token", func(t *testing.T) { testEditStaleToken(t, w, logs) })
+	t.Run("edit conflict", func(t *testing.T) { testEditConflict(t, w, logs) })
+	t.Run("crash after edit", func(t *testing.T) { testEditCrashAfterEdit(t, w, logs) })
+	t.Run("dry run", func(t *testing.T) { testEditDryRun(t, w, logs) })
+	t.Run("replicas share the budget", func(t *testing.T) { testEditReplicas(t, w, logs) })
+}
+
+// Item 1: each operation makes its change, visible in history and recent
+// changes with the bot flag and the summary.
+func testEditOperations(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newEditEnv(t, w, logs)
+	w.Edit(t, w.Admin, "Ops tag target", "Article text.\n\n== Section ==\nMore.", "create")
+	base := w.Edit(t, w.Admin, "Ops revert target", "Good text.", "create")
+	bad := w.Edit(t, w.Other, "Ops revert target", "Good text. VANDALISM VANDALISM", "vandalism")
+	_, reg := e.start(e.config(true), nil, nil, "r1")
+
+	tagA := e.alert("Ops tag target", "Other User", 0, 0, EditOpTag)
+	repA := e.alert("Ops revert target", "Other User", base, bad, EditOpReport)
+	revA := e.alert("Ops revert target", "Other User", base, bad, EditOpRevert)
+	for _, a := range []event.Alert{tagA, repA, revA} {
+		e.publish(a, "")
+	}
+	audits := e.awaitAudits(3, 30*time.Second)
+	for _, a := range audits {
+		assert.Equal(t, "edited", a.Result, "%+v", a)
+	}
+
+	// tag: the template at the top, once.
+	text, _ := w.PageText(t, "Ops tag target")
+	month := time.Now().UTC().Month().String()
+	assert.True(t, strings.HasPrefix(text, "{{Update|date="+month), text)
+	revs := botRevs(t, w, "Ops tag target")
+	require.Len(t, revs, 1)
+	assert.Contains(t, revs[0].Comment, "rule test-rule")
+	assert.Contains(t, revs[0].Comment, editMarker(tagA.ID, EditOpTag))
+	assert.Contains(t, revs[0].Comment, "[[User talk:TestBot]]", "false-positive link")
+	rc := rcOf(t, w, revs[0].RevID)
+	assert.True(t, rc.Bot, "the tag edit is flagged bot in recent changes")
+	assert.Equal(t, revs[0].Comment, rc.Comment)
+
+	// report: one line with the user, page and the marker.
+	rtext, _ := w.PageText(t, "Project:Vandalism reports")
+	assert.Equal(t, 1, strings.Count(rtext, "[[:Ops revert target]]"), rtext)
+	assert.Contains(t, rtext, "[[Special:Contributions/Other User|contribs]]")
+	assert.Contains(t, rtext, "<nowiki>test reason [[x]] {{y}}</nowiki>", "reasons are inert wikitext")
+	rrevs := botRevs(t, w, "Project:Vandalism reports")
+	require.Len(t, rrevs, 1)
+	assert.True(t, rcOf(t, w, rrevs[0].RevID).Bot)
+
+	// revert (undo: the bot has no rollback right here): the good text is back.
+	vtext, _ := w.PageText(t, "Ops revert target")
+	assert.Equal(t, "Good text.", vtext)
+	vrevs := botRevs(t, w, "Ops revert target")
+	require.Len(t, vrevs, 1)
+	assert.Contains(t, vrevs[0].Comment, "rcwatch revert")
+	vrc := rcOf(t, w, vrevs[0].RevID)
+	assert.True(t, vrc.Bot)
+	assert.Contains(t, vrc.Comment, editMarker(revA.ID, EditOpRevert))
+
+	// A second tag alert for the same page, a second report for the same
+	// user and page: never twice. Even with the template removed by a human.
+	w.Edit(t, w.Admin, "Ops tag target", "Article text.\n\n== Section ==\nMore.", "remove the tag")
+	e.publish(e.alert("Ops tag target", "Other User", 0, 0, EditOpTag), "")
+	e.publish(e.alert("Ops revert target", "Other User", base, bad, EditOpReport), "")
+	for _, a := range e.awaitAudits(2, 30*time.Second) {
+		assert.Equal(t, "skipped", a.Result)
+		assert.Equal(t, SkipAlreadyDone, a.Reason)
+	}
+	assert.Len(t, botRevs(t, w, "Ops tag target"), 1)
+	assert.Len(t, botRevs(t, w, "Project:Vandalism reports"), 1)
+	assert.Equal(t, 3.0, counterSum(reg, "rcwatch_edit_edits_total", nil))
+	assert.Equal(t, 2.0, skippedCount(reg, SkipAlreadyDone))
+}
+
+// The rollback path: with the rollback right the bot rolls back (marked bot).
+func testEditRollback(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	knob := filepath.Join(w.Dir, "botrollback")
+	require.NoError(t, os.WriteFile(knob, []byte("1"), 0o644))
+	t.Cleanup(func() { _ = os.Remove(knob) })
+	e := newEditEnv(t, w, logs)
+	base := w.Edit(t, w.Admin, "Rollback target", "Fine text.", "create")
+	w.Edit(t, w.Other, "Rollback target", "Fine text. junk one", "vandalism 1")
+	bad := w.Edit(t, w.Other, "Rollback target", "Fine text. junk one junk two", "vandalism 2")
+	e.start(e.config(true), nil, nil, "r1")
+	e.publish(e.alert("Rollback target", "Other User", base, bad, EditOpRevert), "")
+	a := e.awaitAudits(1, 30*time.Second)[0]
+	require.Equal(t, "edited", a.Result, "%+v", a)
+	assert.Equal(t, "rollback", a.Method)
+	text, _ := w.PageText(t, "Rollback target")
+	assert.Equal(t, "Fine text.", text, "rollback reverts all consecutive edits of the user")
+	revs := botRevs(t, w, "Rollback target")
+	require.Len(t, revs, 1)
+	rc := rcOf(t, w, revs[0].RevID)
+	assert.True(t, rc.Bot, "rollback with markbot is flagged bot")
+	assert.Contains(t, rc.Comment, "rcwatch revert")
+}
+
+// Item 2: nobots, the kill switch, a talk-page message and a trusted user
+// each stop the edit, with the reason logged and counted.
+func testEditStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newEditEnv(t, w, logs)
+	w.Edit(t, w.Admin, "Stops nobots", "{{nobots}}\nText.", "create")
+	w.Edit(t, w.Admin, "Stops deny", "{{bots|deny=TestBot}}\nText.", "create")
+	w.Edit(t, w.Admin, "Stops allow others", "{{bots|allow=OtherBot}}\nText.", "create")
+	w.Edit(t, w.Admin, "Stops plain", "Text.", "create")
+	trustedBase := w.Edit(t, w.Other, "Stops trusted", "Text.", "create")
+	trustedRev := w.Edit(t, w.Admin, "Stops trusted", "Text by an admin.", "admin edit")
+	_, reg := e.start(e.config(true), nil, nil, "r1")
+	rcBefore := botRCs(t, w)
+
+	for _, title := range []string{"Stops nobots", "Stops deny", "Stops allow others"} {
+		mark := logs.len()
+		e.publish(e.alert(title, "Other User", 0, 0, EditOpTag), "")
+		a := e.awaitAudits(1, 30*time.Second)[0]
+		assert.Equal(t, SkipNoBots, a.Reason, title)
+		logs.await(t, mark, 5*time.Second, `"reason":"nobots"`, "edit skipped", title)
+	}
+	assert.Equal(t, 3.0, skippedCount(reg, SkipNoBots))
+
+	// Trusted user (sysop): never reverted.
+	e.publish(e.alert("Stops trusted", "Admin", trustedBase, trustedRev, EditOpRevert), "")
+	a := e.awaitAudits(1, 30*time.Second)[0]
+	assert.Equal(t, SkipTrusted, a.Reason)
+	assert.Equal(t, 1.0, skippedCount(reg, SkipTrusted))
+
+	// Kill switch set to false.
+	w.Edit(t, w.Admin, "User:TestBot/Run", "false", "stop")
+	mark := logs.len()
+	e.publish(e.alert("Stops plain", "Other User", 0, 0, EditOpTag), "")
+	a = e.awaitAudits(1, 30*time.Second)[0]
+	assert.Equal(t, SkipKillSwitch, a.Reason)
+	logs.await(t, mark, 5*time.Second, `"reason":"killswitch"`, `User:TestBot/Run reads \"false\"`)
+	assert.Equal(t, 1.0, skippedCount(reg, SkipKillSwitch))
+	w.Edit(t, w.Admin, "User:TestBot/Run", "true", "go")
+
+	// A message on the bot's talk page stops editing until reset.
+	w.Edit(t, w.Other, "User talk:TestBot", "== Hello ==\nPlease stop. ~~~~", "message")
+	e.publish(e.alert("Stops plain", "Other User", 0, 0, EditOpTag), "")
+	a = e.awaitAudits(1, 30*time.Second)[0]
+	assert.Equal(t, SkipTalkPage, a.Reason)
+	assert.Contains(t, a.Detail, "Other User")
+	e.publish(e.alert("Stops plain", "Other User", 0, 0, EditOpTag), "")
+	a = e.awaitAudits(1, 30*time.Second)[0]
+	assert.Equal(t, SkipTalkPage, a.Reason, "the stop holds until an operator resets it")
+	assert.Equal(t, 2.0, skippedCount(reg, SkipTalkPage))
+	assert.Equal(t, rcBefore, botRCs(t, w), "no edit was made while stopped")
+
+	kv, err := e.js.KeyValue(context.Background(), pipeline.BucketActions)
+	require.NoError(t, err)
+	c, err := NewEditClientFactory(e.creds(), nil, zerolog.New(logs))(testWikiID, e.config(true).Wikis[testWikiID])
+	require.NoError(t, err)
+	require.NoError(t, ResetTalkStop(context.Background(), kv, c, testWikiID, "TestBot", time.Now()))
+	e.publish(e.alert("Stops plain", "Other User", 0, 0, EditOpTag), "")
+	a = e.awaitAudits(1, 30*time.Second)[0]
+	assert.Equal(t, "edited", a.Result, "%+v", a)
+}
+
+// Item 2: the 24-hour revert memory, across replicas (KV) and in time.
+func testEditRevertMemory(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newEditEnv(t, w, logs)
+	base := w.Edit(t, w.Admin, "Memory target", "Stable.", "create")
+	bad := w.Edit(t, w.Other, "Memory target", "Stable. spam", "spam")
+	_, reg1 := e.start(e.config(true), nil, nil, "r1")
+	e.publish(e.alert("Memory target", "Other User", base, bad, EditOpRevert), "")
+	require.Equal(t, "edited", e.awaitAudits(1, 30*time.Second)[0].Result)
+
+	// The user vandalises again; a second replica gets the alert: 1RR.
+	_, js2 := e.srv.Connect(t)
+	_, reg2 := e.start(e.config(true), nil, js2, "r2")
+	top := w.PageHistory(t, "Memory target")[0].RevID
+	bad2 := w.Edit(t, w.Other, "Memory target", "Stable. spam again", "spam again")
+	mark := logs.len()
+	e.publish(e.alert("Memory target", "Other User", top, bad2, EditOpRevert), "")
+	a := e.awaitAudits(1, 30*time.Second)[0]
+	assert.Equal(t, Skip1RR, a.Reason)
+	logs.await(t, mark, 5*time.Second, `"reason":"1rr"`)
+	assert.Equal(t, 1.0, skippedCount(reg1, Skip1RR)+skippedCount(reg2, Skip1RR))
+	text, _ := w.PageText(t, "Memory target")
+	assert.Equal(t, "Stable. spam again", text)
+
+	// 25 hours later the pair may be reverted again.
+	e.clock.advance(25 * time.Hour)
+	e.publish(e.alert("Memory target", "Other User", top, bad2, EditOpRevert), "")
+	a = e.awaitAudits(1, 30*time.Second)[0]
+	assert.Equal(t, "edited", a.Result, "%+v", a)
+	text, _ = w.PageText(t, "Memory target")
+	assert.Equal(t, "Stable.", text)
+	assert.Len(t, botRevs(t, w, "Memory target"), 2)
+}
+
+// Item 3: maxlag (the testbed's lag knob): the alert waits as told and is
+// edited once when the lag is gone; the shared budget slows down.
+func testEditMaxLag(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newEditEnv(t, w, logs)
+	w.Edit(t, w.Admin, "Lag target", "Text.", "create")
+	_, reg := e.start(e.config(true), nil, nil, "r1")
+	w.SetLag(t, 7)
+	t.Cleanup(func() { w.SetLag(t, 0) })
+	mark := logs.len()
+	start := time.Now()
+	e.publish(e.alert("Lag target", "Other User", 0, 0, EditOpTag), "")
+	line := logs.await(t, mark, 30*time.Second, "the wiki asked to back off", `"code":"maxlag"`)
+	assert.EqualValues(t, 5000, line["retry_in"], "Retry-After is honoured (ms)")
+	w.SetLag(t, 0)
+	a := e.awaitAudits(1, 30*time.Second)[0]
+	assert.Equal(t, "edited", a.Result)
+	assert.GreaterOrEqual(t, time.Since(start), 5*time.Second, "redelivered after Retry-After")
+	assert.Len(t, botRevs(t, w, "Lag target"), 1, "no edit lost or doubled")
+	assert.GreaterOrEqual(t, counterSum(reg, "rcwatch_edit_errors_total", map[string]string{"code": "maxlag"}), 1.0)
+	rate := counterSum(reg, "rcwatch_edit_rate_per_minute", nil)
+	assert.Less(t, rate, 6000.0/2, "lag 7 s with maxlag 5 slows the budget by 2.4x: %v/min", rate)
+}
+
+// Item 3: a read-only wiki: retried, edited once when writable.
+func testEditReadOnly(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newEditEnv(t, w, logs)
+	w.Edit(t, w.Admin, "Readonly target", "Text.", "create")
+	_, reg := e.start(e.config(true), nil, nil, "r1")
+	w.SetReadOnly(t, true)
+	t.Cleanup(func() { w.SetReadOnly(t, false) })
+	mark := logs.len()
+	e.publish(e.alert("Readonly target", "Other User", 0, 0, EditOpTag), "")
+	logs.await(t, mark, 30*time.Second, "the wiki is read-only")
+	w.SetReadOnly(t, false)
+	a := e.awaitAudits(1, 30*time.Second)[0]
+	assert.Equal(t, "edited", a.Result)
+	assert.Len(t, botRevs(t, w, "Readonly target"), 1)
+	assert.GreaterOrEqual(t, counterSum(reg, "rcwatch_edit_errors_total", map[string]string{"code": "readonly"}), 1.0)
+}
+
+// Item 3: a stale CSRF token (the session was replaced by a new login):
+// refreshed once, the edit made once.
+func testEditStaleToken(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newEditEnv(t, w, logs)
+	w.Edit(t, w.Admin, "Token target", "Text.", "create")
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	mreg := prometheus.NewRegistry()
+	mm := mediawiki.NewMetrics(mreg)
+	log := zerolog.New(logs)
+	cfg := mediawiki.Config{APIURL: w.APIURL, Auth: mediawiki.BotPassword{User: w.Bot.Name, AppID: w.Bot.AppID, Secret: w.Bot.Secret},
+		HTTPClient: &http.Client{Jar: jar, Timeout: 30 * time.Second}, MaxWait: -1, Metrics: mm}
+	client, err := mediawiki.New(cfg, log)
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = client.Token(ctx, "csrf")
+	require.NoError(t, err)
+	// A second login in the same cookie jar: a new session, the cached token is stale.
+	other, err := mediawiki.New(cfg, log)
+	require.NoError(t, err)
+	require.NoError(t, other.Login(ctx))
+
+	e.start(e.config(true), func(string, *WikiEditConfig) (*mediawiki.Client, error) { return client, nil }, nil, "r1")
+	e.publish(e.alert("Token target", "Other User", 0, 0, EditOpTag), "")
+	a := e.awaitAudits(1, 30*time.Second)[0]
+	assert.Equal(t, "edited", a.Result, "%+v", a)
+	assert.Len(t, botRevs(t, w, "Token target"), 1)
+	assert.Equal(t, 1.0, counterSum(mreg, "rcwatch_mediawiki_token_fetches_total", map[string]string{"type": "csrf", "reason": "refresh"}),
+		"the token was refreshed once after badtoken")
+	assert.GreaterOrEqual(t, counterSum(mreg, "rcwatch_mediawiki_requests_total", map[string]string{"result": "badtoken"}), 1.0)
+}
+
+// Item 3: another user edits the page between the decision and the write:
+// the worker reads again and decides again, keeping the other user's change.
+func testEditConflict(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newEditEnv(t, w, logs)
+	w.Edit(t, w.Admin, "Conflict target", "First line.\nSecond line.", "create")
+	worker, reg := e.start(e.config(true), nil, nil, "r1")
+	var once sync.Once
+	worker.beforeEdit = func(op, title string) {
+		once.Do(func() { w.Edit(t, w.Other, title, "Rewritten first line.\nSecond line.", "concurrent change") })
+	}
+	e.publish(e.alert("Conflict target", "Other User", 0, 0, EditOpTag), "")
+	a := e.awaitAudits(1, 30*time.Second)[0]
+	assert.Equal(t, "edited", a.Result, "%+v", a)
+	text, _ := w.PageText(t, "Conflict target")
+	assert.Contains(t, text, "Rewritten first line.", "the other user's change is kept")
+	assert.True(t, strings.HasPrefix(text, "{{Update|"), text)
+	assert.Len(t, botRevs(t, w, "Conflict target"), 1)
+	assert.Equal(t, 1.0, counterSum(reg, "rcwatch_edit_redecisions_total", nil))
+	assert.GreaterOrEqual(t, counterSum(reg, "rcwatch_edit_errors_total", map[string]string{"code": "editconflict"}), 1.0)
+}
+
+// Exactly one edit per alert when the worker died after the edit and before
+// recording it: the redelivered alert finds the change on the page.
+func testEditCrashAfterEdit(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newEditEnv(t, w, logs)
+	w.Edit(t, w.Admin, "Crash tag", "Text.", "create")
+	base := w.Edit(t, w.Admin, "Crash revert", "Text.", "create")
+	bad := w.Edit(t, w.Other, "Crash revert", "Text. junk", "junk")
+	_, reg := e.start(e.config(true), nil, nil, "r1")
+	tagA := e.alert("Crash tag", "Other User", 0, 0, EditOpTag)
+	revA := e.alert("Crash revert", "Other User", base, bad, EditOpRevert)
+	e.publish(tagA, "")
+	e.publish(revA, "")
+	for _, a := range e.awaitAudits(2, 30*time.Second) {
+		require.Equal(t, "edited", a.Result)
+	}
+	// Forget everything the worker recorded after the edits.
+	kv, err := e.js.KeyValue(context.Background(), pipeline.BucketActions)
+	require.NoError(t, err)
+	keys, err := kv.Keys(context.Background())
+	require.NoError(t, err)
+	for _, k := range keys {
+		if strings.HasPrefix(k, "edit.done.") || strings.HasPrefix(k, "edit.tagged.") || strings.HasPrefix(k, "edit.reverted.") {
+			require.NoError(t, kv.Purge(context.Background(), k))
+		}
+	}
+	// Redeliver both alerts (same alert ids).
+	e.publish(tagA, tagA.ID+"/again")
+	e.publish(revA, revA.ID+"/again")
+	for _, a := range e.awaitAudits(2, 30*time.Second) {
+		assert.Equal(t, SkipAlreadyDone, a.Reason, "%+v", a)
+	}
+	assert.Len(t, botRevs(t, w, "Crash tag"), 1)
+	assert.Len(t, botRevs(t, w, "Crash revert"), 1)
+	assert.Equal(t, 2.0, counterSum(reg, "rcwatch_edit_edits_total", nil))
+}
+
+// Item 5: dry-run makes no edit at all, and audits the exact change.
+func testEditDryRun(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newEditEnv(t, w, logs)
+	w.Edit(t, w.Admin, "Dry tag", "Dry text.", "create")
+	base := w.Edit(t, w.Admin, "Dry revert", "Dry good.", "create")
+	bad := w.Edit(t, w.Other, "Dry revert", "Dry good. bad", "bad")
+	before := w.RecentChanges(t)
+	_, reg := e.start(e.config(false), nil, nil, "dry")
+	e.publish(e.alert("Dry tag", "Other User", 0, 0, EditOpTag, EditOpReport), "")
+	e.publish(e.alert("Dry revert", "Other User", base, bad, EditOpRevert), "")
+	audits := e.awaitAudits(3, 30*time.Second)
+	byOp := map[string]EditAudit{}
+	for _, a := range audits {
+		assert.Equal(t, "would_edit", a.Result, "%+v", a)
+		assert.True(t, a.DryRun)
+		byOp[a.Operation] = a
+	}
+	assert.True(t, strings.HasPrefix(byOp[EditOpTag].NewText, "{{Update|"))
+	assert.Contains(t, byOp[EditOpTag].Diff, "+{{Update|")
+	assert.NotZero(t, byOp[EditOpTag].BaseRevID)
+	assert.Contains(t, byOp[EditOpTag].Summary, "rule test-rule")
+	assert.Equal(t, "Dry good.", byOp[EditOpRevert].NewText)
+	assert.Equal(t, bad, byOp[EditOpRevert].BaseRevID)
+	assert.Contains(t, byOp[EditOpReport].Added, "[[:Dry tag]]")
+	assert.Equal(t, before, w.RecentChanges(t), "dry-run changed the wiki")
+	assert.Equal(t, 3.0, counterSum(reg, "rcwatch_edit_dry_run_total", nil))
+	assert.Zero(t, counterSum(reg, "rcwatch_edit_edits_total", nil))
+}
+
+// Item 4: three replicas, 20 alerts, a budget of one edit per second: no
+// two edits less than a second apart by the wiki's timestamps and the
+// workers' logs, every alert handled exactly once.
+func testEditReplicas(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newEditEnv(t, w, logs)
+	const n = 20
+	titles := make([]string, n)
+	for i := range titles {
+		titles[i] = fmt.Sprintf("Budget page %02d", i)
+		w.Edit(t, w.Admin, titles[i], "Text.", "create")
+	}
+	cfg := e.config(true)
+	cfg.RatePerMinute = 60
+	cfg.AckWait = time.Minute
+	regs := make([]*prometheus.Registry, 3)
+	for i := range regs {
+		_, js := e.srv.Connect(t)
+		_, regs[i] = e.start(cfg, nil, js, fmt.Sprintf("replica-%d", i))
+	}
+	start := time.Now()
+	for _, title := range titles {
+		e.publish(e.alert(title, "Other User", 0, 0, EditOpTag), "")
+	}
+	// A redelivered alert (its ack wait ran out while it sat in a replica's
+	// pull buffer) may be audited again as already done; never edited twice.
+	edited := map[string]int{}
+	deadline := time.After(90 * time.Second)
+	for len(edited) < n {
+		select {
+		case a := <-e.audits:
+			if a.Result == "edited" {
+				edited[a.Title]++
+			} else {
+				assert.Equal(t, SkipAlreadyDone, a.Reason, "%+v", a)
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d alerts edited within 90s", len(edited), n)
+		}
+	}
+	t.Logf("%d edits by 3 replicas at 1/s took %s", n, time.Since(start).Round(time.Millisecond))
+	for title, k := range edited {
+		assert.Equal(t, 1, k, "%s edited %d times", title, k)
+	}
+	var stamps []time.Time
+	for _, title := range titles {
+		revs := botRevs(t, w, title)
+		require.Len(t, revs, 1, title)
+		stamps = append(stamps, revs[0].Timestamp)
+	}
+	sort.Slice(stamps, func(i, j int) bool { return stamps[i].Before(stamps[j]) })
+	for i := 1; i < len(stamps); i++ {
+		assert.GreaterOrEqual(t, stamps[i].Sub(stamps[i-1]), time.Second, "wiki timestamps %s and %s", stamps[i-1], stamps[i])
+	}
+	// The workers' logs: the slots taken are at least a second apart, and
+	// each edit was sent at or after its slot.
+	var slots []time.Time
+	for _, l := range logs.matching(`"message":"edit made"`, `"title":"Budget page`) {
+		slot, err := time.Parse(time.RFC3339Nano, l["slot"].(string))
+		require.NoError(t, err)
+		sent, err := time.Parse(time.RFC3339Nano, l["sent_at"].(string))
+		require.NoError(t, err)
+		assert.False(t, sent.Before(slot))
+		slots = append(slots, slot)
+	}
+	require.Len(t, slots, n)
+	sort.Slice(slots, func(i, j int) bool { return slots[i].Before(slots[j]) })
+	for i := 1; i < len(slots); i++ {
+		assert.GreaterOrEqual(t, slots[i].Sub(slots[i-1]), time.Second)
+	}
+	total := 0.0
+	for _, reg := range regs {
+		total += testutil.ToFloat64(counterVecSum(reg))
+	}
+	assert.Equal(t, float64(n), total)
+}
+
+// counterVecSum exposes rcwatch_edit_edits_total's sum as a collector for testutil.
+func counterVecSum(reg *prometheus.Registry) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sum"})
+	g.Set(counterSum(reg, "rcwatch_edit_edits_total", nil))
+	return g
+}
