@@ -1,0 +1,110 @@
+package actions
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestLoadEditConfigExample(t *testing.T) {
+	cfg, err := LoadEditConfig(filepath.Join("..", "deploy", "examples", "edit.yaml"))
+	require.NoError(t, err)
+	assert.False(t, cfg.Live, "the example is dry-run")
+	assert.Equal(t, 6.0, cfg.RatePerMinute)
+	wc := cfg.Wikis["enwiki"]
+	require.NotNil(t, wc)
+	assert.Equal(t, "ExampleBot", wc.Account)
+	assert.Equal(t, "User:ExampleBot/Run", wc.KillSwitchPage)
+	assert.True(t, *wc.TalkPageStop)
+	assert.Equal(t, 24*time.Hour, cfg.RevertMemory)
+	assert.Equal(t, "Dead link", editTemplateName(wc.Tag.Rules["dead-link-no-archive"]))
+}
+
+func TestParseEditConfigDefaults(t *testing.T) {
+	cfg, err := ParseEditConfig([]byte(`
+wikis:
+  testwiki:
+    api_url: http://127.0.0.1:1/api.php
+    account: some_bot
+    operations: [revert]
+`))
+	require.NoError(t, err)
+	assert.False(t, cfg.Live)
+	assert.Equal(t, 6.0, cfg.RatePerMinute)
+	assert.Equal(t, 60*time.Second, cfg.KillSwitchInterval)
+	assert.Equal(t, 24*time.Hour, cfg.RevertMemory)
+	wc := cfg.Wikis["testwiki"]
+	assert.Equal(t, "Some bot", wc.Account)
+	assert.Equal(t, "User:Some bot/Run", wc.KillSwitchPage)
+	assert.Equal(t, "User talk:Some bot", wc.FalsePositivePage)
+	assert.Equal(t, "bot", wc.Assert)
+	assert.Equal(t, "auto", wc.Revert.Method)
+	assert.True(t, *wc.Revert.MarkBot)
+	assert.Contains(t, wc.Revert.TrustedGroups, "sysop")
+	assert.Equal(t, DefaultEditSummary, wc.Summary)
+}
+
+func TestParseEditConfigErrors(t *testing.T) {
+	base := "wikis:\n  w:\n    api_url: http://x/api.php\n    account: B\n"
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", base + "    colour: red\n", "field colour not found"},
+		{"no wikis", "live: true\n", "no wikis configured"},
+		{"bad url", "wikis:\n  w:\n    api_url: ftp://x\n    account: B\n", "not an http(s) URL"},
+		{"no account", "wikis:\n  w:\n    api_url: http://x/api.php\n", "account"},
+		{"unknown op", base + "    operations: [delete]\n", `unknown operation "delete"`},
+		{"tag without template", base + "    operations: [tag]\n", "tag.template"},
+		{"bad template", base + "    operations: [tag]\n    tag: {template: Update}\n", "does not start with {{Name"},
+		{"report without page", base + "    operations: [report]\n", "report.page"},
+		{"summary without marker", base + "    summary: hi\n", "{marker}"},
+		{"bad assert", base + "    assert: admin\n", "assert"},
+		{"bad method", base + "    revert: {method: delete}\n", "revert.method"},
+		{"bad position", base + "    tag: {position: middle}\n", "tag.position"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseEditConfig([]byte(tt.yaml))
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrInvalidEditConfig)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestLoadEditCredentials(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef"
+	env := map[string]string{EnvEditBotPassword: secret + "\n"}
+	getenv := func(k string) string { return env[k] }
+
+	c, err := LoadEditCredentials(getenv, "", "")
+	require.NoError(t, err)
+	assert.Equal(t, "botpassword", c.Kind())
+	for _, s := range []string{c.String(), c.GoString()} {
+		assert.NotContains(t, s, secret)
+	}
+
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "oauth-token")
+	require.NoError(t, os.WriteFile(tok, []byte("tok-SECRET-value\n"), 0o600))
+	c, err = LoadEditCredentials(getenv, tok, "")
+	require.NoError(t, err)
+	assert.Equal(t, "oauth2", c.Kind(), "the OAuth token wins")
+	assert.Equal(t, "tok-SECRET-value", c.oauthToken)
+	assert.NotContains(t, c.String(), "SECRET")
+
+	empty := filepath.Join(dir, "empty")
+	require.NoError(t, os.WriteFile(empty, nil, 0o600))
+	_, err = LoadEditCredentials(getenv, "", empty)
+	require.ErrorIs(t, err, ErrInvalidEditConfig)
+	_, err = LoadEditCredentials(getenv, filepath.Join(dir, "missing"), "")
+	require.Error(t, err)
+
+	c, err = LoadEditCredentials(func(string) string { return "" }, "", "")
+	require.NoError(t, err)
+	assert.Equal(t, "", c.Kind())
+}
