@@ -74,7 +74,7 @@ func TestEditSummaryAndReportLine(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 	a := &event.Alert{ID: "r/1", Rule: event.RuleRef{ID: "vandal\nism"}, Score: 0.5,
 		Reasons: []string{"]] {{evil}} <script>", "second\nline"},
-		Event: event.Ref{Wiki: "w", ServerURL: "https://w.example", Title: "Page", User: "192.0.2.7", OldRev: 1, NewRev: 2}}
+		Event:   event.Ref{Wiki: "w", ServerURL: "https://w.example", Title: "Page", User: "192.0.2.7", OldRev: 1, NewRev: 2}}
 	now := time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)
 	s := editSummary(wc, a, EditOpRevert, now)
 	assert.Equal(t, "rcwatch revert: rule vandal ism ("+editMarker("r/1", "revert")+"). Wrong? Report at [[User talk:ExampleBot]]", s)
