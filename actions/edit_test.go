@@ -360,6 +360,7 @@ func TestEditWorkerWiki(t *testing.T) {
 	t.Run("operations", func(t *testing.T) { testEditOperations(t, w, logs) })
 	t.Run("rollback", func(t *testing.T) { testEditRollback(t, w, logs) })
 	t.Run("stops", func(t *testing.T) { testEditStops(t, w, logs) })
+	t.Run("kill switch interval", func(t *testing.T) { testEditKillSwitchInterval(t, w, logs) })
 	t.Run("revert memory", func(t *testing.T) { testEditRevertMemory(t, w, logs) })
 	t.Run("maxlag", func(t *testing.T) { testEditMaxLag(t, w, logs) })
 	t.Run("readonly", func(t *testing.T) { testEditReadOnly(t, w, logs) })
@@ -518,6 +519,33 @@ func testEditStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	e.publish(e.alert("Stops plain", "Other User", 0, 0, EditOpTag), "")
 	a = e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, "edited", a.Result, "%+v", a)
+}
+
+// The kill switch is read before the first edit and then at most every
+// kill_switch_interval, by the worker's clock.
+func testEditKillSwitchInterval(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newEditEnv(t, w, logs)
+	for _, p := range []string{"Interval one", "Interval two", "Interval three"} {
+		w.Edit(t, w.Admin, p, "Text.", "create")
+	}
+	cfg := e.config(true)
+	cfg.KillSwitchInterval = time.Minute
+	_, reg := e.start(cfg, nil, nil, "r1")
+	t.Cleanup(func() { w.Edit(t, w.Admin, "User:TestBot/Run", "true", "on again") })
+
+	e.publish(e.alert("Interval one", "Other User", 0, 0, EditOpTag), "")
+	require.Equal(t, "edited", e.awaitAudits(1, 30*time.Second)[0].Result)
+	w.Edit(t, w.Admin, "User:TestBot/Run", "false", "stop")
+	// Within the minute the switch is not read again.
+	e.publish(e.alert("Interval two", "Other User", 0, 0, EditOpTag), "")
+	require.Equal(t, "edited", e.awaitAudits(1, 30*time.Second)[0].Result)
+	// 61 s later (worker clock) it is, and editing stops.
+	e.clock.advance(61 * time.Second)
+	e.publish(e.alert("Interval three", "Other User", 0, 0, EditOpTag), "")
+	a := e.awaitAudits(1, 30*time.Second)[0]
+	assert.Equal(t, SkipKillSwitch, a.Reason)
+	assert.Equal(t, 1.0, skippedCount(reg, SkipKillSwitch))
+	assert.Empty(t, botRevs(t, w, "Interval three"))
 }
 
 // Item 2: the 24-hour revert memory, across replicas (KV) and in time.
