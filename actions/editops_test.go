@@ -164,3 +164,14 @@ func TestEditKeyToken(t *testing.T) {
 	assert.NotEqual(t, editKeyToken("a b"), editKeyToken("a_b"))
 	assert.Equal(t, budgetKey("Example_Bot"), budgetKey("example bot"))
 }
+
+// BenchmarkEditLineDiff measures the audit diff of a tag on a 100 KB page.
+func BenchmarkEditLineDiff(b *testing.B) {
+	old := strings.Repeat("A line of article text with a [[link]] and a {{template}}.\n", 1700)
+	nt := "{{Update|date=November 2026}}\n" + old
+	b.SetBytes(int64(len(old)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = editLineDiff(old, nt)
+	}
+}

@@ -1,6 +1,7 @@
 package actions
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -104,4 +105,18 @@ func TestEditTrusted(t *testing.T) {
 	assert.True(t, editIsTrusted(rc, "Someone", []string{"*", "user", "sysop"}))
 	assert.False(t, editIsTrusted(rc, "Someone", []string{"*", "user", "autoconfirmed"}))
 	assert.False(t, editIsTrusted(rc, "192.0.2.1", nil))
+}
+
+// BenchmarkBotsAllowed measures the check on a 100 KB article with a bots
+// template near the end (the worst case: the whole text is scanned).
+func BenchmarkBotsAllowed(b *testing.B) {
+	text := strings.Repeat("Lorem ipsum dolor sit amet, {{cite web|url=http://example.org|title=x}} consectetur.\n", 1200) +
+		"{{bots|deny=OtherBot,ThirdBot}}\n"
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, _ := BotsAllowed(text, "Example Bot", "rcwatch"); !ok {
+			b.Fatal("denied")
+		}
+	}
 }
