@@ -200,7 +200,10 @@ func NewEditWorker(js jetstream.JetStream, cfg EditConfig, clients ClientFactory
 	}
 	slices.Sort(subjects)
 	rc := pipeline.RunnerConfig{Stage: "edit", Stream: pipeline.StreamAlerts, Durable: "edit",
-		FilterSubjects: subjects, Workers: cfg.Workers, AckWait: cfg.AckWait, MaxDeliver: 100,
+		// No delivery limit: a long lag or read-only period must never drop
+		// an alert (retries wait as the wiki asked; malformed alerts are
+		// still dead-lettered as invalid).
+		FilterSubjects: subjects, Workers: cfg.Workers, AckWait: cfg.AckWait, MaxDeliver: -1,
 		DeliverPolicy: jetstream.DeliverNewPolicy}
 	if o.deliverAll {
 		rc.DeliverPolicy = jetstream.DeliverAllPolicy
