@@ -11,18 +11,23 @@ func newRunCmd() *cobra.Command {
 		in  ingestFlags
 		ev  evaluateFlags
 		irc ircFlags
+		ed  editFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run every stage in one process around an embedded NATS server (the one-machine default)",
 		Long: `Starts an embedded NATS server with JetStream (file storage under --data-dir) unless --nats
 points at an external one, and runs the stages in one process: ingest and the rules
-evaluator always; the IRC worker with --irc-config. SIGTERM stops reading, drains every stage and exits 0.`,
+evaluator always; the IRC worker with --irc-config; the edit worker with --edit-config
+(dry-run unless --edit-live). SIGTERM stops reading, drains every stage and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			stages := []func(*runtime) (actor, error){in.stage, ev.stage}
 			if irc.Config != "" {
 				stages = append(stages, irc.stage)
+			}
+			if ed.Config != "" {
+				stages = append(stages, ed.stage)
 			}
 			return runStages(cmd.Context(), "run", c, &emb, stages...)
 		},
@@ -33,5 +38,6 @@ evaluator always; the IRC worker with --irc-config. SIGTERM stops reading, drain
 	in.register(fs)
 	ev.register(fs)
 	irc.register(fs, "irc-")
+	ed.register(fs, "edit-")
 	return cmd
 }
