@@ -52,12 +52,18 @@ type proc struct {
 
 func startProc(tb testing.TB, args ...string) *proc {
 	tb.Helper()
+	return startProcEnv(tb, nil, args...)
+}
+
+// startProcEnv is startProc with extra environment variables.
+func startProcEnv(tb testing.TB, env []string, args ...string) *proc {
+	tb.Helper()
 	logf := filepath.Join(tb.TempDir(), "rcwatch.log")
 	f, err := os.Create(logf)
 	require.NoError(tb, err)
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), "RCWATCH_LOG_FORMAT=json")
+	cmd.Env = append(append(os.Environ(), "RCWATCH_LOG_FORMAT=json"), env...)
 	require.NoError(tb, cmd.Start())
 	p := &proc{cmd: cmd, done: make(chan error, 1), log: logf}
 	go func() { p.done <- cmd.Wait(); f.Close() }()
