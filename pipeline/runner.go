@@ -181,18 +181,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(max(2*r.cfg.Workers, 16)))
-	if err != nil {
-		return fmt.Errorf("starting to pull from %s: %w", r.cfg.Durable, err)
-	}
 	stopped := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stopped:
-		}
-		iter.Drain()
-	}()
 	go r.watchPending(ctx, cons, stopped)
 
 	work := make(chan jetstream.Msg)
@@ -208,22 +197,59 @@ func (r *Runner) Run(ctx context.Context) error {
 		}()
 	}
 	r.log.Info().Str("consumer", r.cfg.Durable).Int("workers", r.cfg.Workers).Msg("stage consuming")
-	var runErr error
-	for {
-		msg, err := iter.Next()
-		if err != nil {
-			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				runErr = fmt.Errorf("pulling from %s: %w", r.cfg.Durable, err)
+	retry := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if err := r.pull(ctx, cons, work); err != nil {
+			// The server went away, the consumer was deleted or moved: start
+			// pulling again (recreating the consumer) until ctx ends.
+			r.log.Warn().Err(err).Dur("retry_in", retry).Msg("pulling interrupted; resuming")
+			select {
+			case <-ctx.Done():
+			case <-time.After(retry):
 			}
-			break
+			retry = min(2*retry, 5*time.Second)
+			if c, err := r.Consumer(ctx); err == nil {
+				cons = c
+			}
+			continue
 		}
-		work <- msg
+		retry = 100 * time.Millisecond
 	}
 	close(stopped)
 	close(work)
 	wg.Wait()
 	r.log.Info().Msg("stage drained")
-	return runErr
+	return nil
+}
+
+// pull hands messages to the workers until ctx ends (then it drains the
+// iterator: the messages already fetched are still handled) or the
+// iterator fails for good. A missed heartbeat is not fatal: the iterator
+// issues a new pull request by itself.
+func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- jetstream.Msg) error {
+	iter, err := cons.Messages(jetstream.PullMaxMessages(max(2*r.cfg.Workers, 16)))
+	if err != nil {
+		return fmt.Errorf("starting to pull from %s: %w", r.cfg.Durable, err)
+	}
+	stop := context.AfterFunc(ctx, iter.Drain)
+	defer stop()
+	for {
+		msg, err := iter.Next()
+		switch {
+		case err == nil:
+			work <- msg
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("pulling from %s: iterator closed", r.cfg.Durable)
+		case errors.Is(err, jetstream.ErrNoHeartbeat):
+			r.log.Warn().Err(err).Msg("no heartbeat from the consumer; pulling again")
+		default:
+			iter.Stop()
+			return fmt.Errorf("pulling from %s: %w", r.cfg.Durable, err)
+		}
+	}
 }
 
 func (r *Runner) handle(ctx context.Context, msg jetstream.Msg) {

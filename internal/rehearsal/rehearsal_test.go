@@ -30,6 +30,7 @@ import (
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/ingest"
 	"github.com/rcwatch/rcwatch/internal/ircdtest"
+	"github.com/rcwatch/rcwatch/internal/mwtest"
 	"github.com/rcwatch/rcwatch/pipeline"
 	"github.com/rcwatch/rcwatch/pipeline/natstest"
 )
@@ -41,6 +42,11 @@ const ruleFile = `rules:
     severity: low
     score: 1
     actions: ["irc:#rehearsal"]
+  - id: rehearsal-new
+    description: every page creation asks the edit worker (dry-run) to tag it
+    when: type == "new"
+    severity: low
+    actions: ["edit:tag"]
 `
 
 type proc struct {
@@ -124,10 +130,15 @@ func TestRehearsal(t *testing.T) {
 
 	evs := events(t, 2000)
 	wantAlerts := map[string]bool{}
+	wantEdits := map[string]bool{}
 	for _, e := range evs {
 		ev, _ := event.Decode(e)
-		if ev.Type == "edit" {
+		switch ev.Type {
+		case "edit":
 			wantAlerts[event.AlertID("rehearsal-edit", ev.Meta.ID)] = true
+		case "new":
+			wantAlerts[event.AlertID("rehearsal-new", ev.Meta.ID)] = true
+			wantEdits[event.AlertID("rehearsal-new", ev.Meta.ID)] = true
 		}
 	}
 	replay := ingest.NewReplay(ingest.ReplayConfig{Events: evs, Rate: 250, CutEvery: 300}, zerolog.Nop())
@@ -155,11 +166,31 @@ networks:
           from_actions: true
 `, ircd.Port)), 0o644))
 
+	wiki := mwtest.Start(t)
+	wiki.Edit(t, wiki.Admin, "User:"+wiki.Bot.Name+"/Run", "true", "kill switch on")
+	editConf := filepath.Join(t.TempDir(), "edit.yaml")
+	require.NoError(t, os.WriteFile(editConf, []byte(fmt.Sprintf(`rate_per_minute: 6000
+max_alert_age: 0s
+claim_ttl: 5s
+wikis:
+  wikidatawiki:
+    api_url: %s
+    account: %s
+    app_id: %s
+    user_agent: "rcwatch-rehearsal"
+    operations: [tag]
+    talk_page_stop: false
+    tag:
+      template: "{{Update}}"
+`, wiki.APIURL, wiki.Bot.Name, wiki.Bot.AppID)), 0o644))
+	t.Setenv("RCWATCH_EDIT_BOT_PASSWORD", wiki.Bot.Secret)
+
 	common := []string{"--nats", urls, "--stream-replicas", "3"}
-	// Start order: consumers first (a new IRC channel consumer starts at new alerts).
-	order := []string{"act-irc", "evaluate", "ingest"}
+	// Start order: consumers first (a new action consumer starts at new alerts).
+	order := []string{"act-irc", "act-edit", "evaluate", "ingest"}
 	stages := map[string][]string{
 		"act-irc":  append([]string{"act", "irc", "--config", ircConf}, common...),
+		"act-edit": append([]string{"act", "edit", "--config", editConf}, common...),
 		"evaluate": append([]string{"evaluate", "--rules", rulesDir, "--max-match-rate", "-1", "--enrich=false"}, common...),
 		"ingest":   append([]string{"ingest", "--source", hs.URL}, common...),
 	}
@@ -179,8 +210,11 @@ networks:
 		} else {
 			procs[name] = [2]*proc{start(t, bin, name+"-a", args...), start(t, bin, name+"-b", args...)}
 		}
-		if name == "act-irc" {
-			waitIRCConsumer(t, js)
+		switch name {
+		case "act-irc":
+			waitConsumer(t, js, "irc-")
+		case "act-edit":
+			waitConsumer(t, js, "edit")
 		}
 	}
 	waitCount(t, js, pipeline.StreamRecentChange, 400, 90*time.Second)
@@ -222,6 +256,24 @@ networks:
 	// Every alert delivered to IRC: one line per alert. A poster killed
 	// between the server's confirmation of a line and the write of its
 	// idempotency key posts that one line again (docs/IRC.md): at most one.
+	// Every edit alert handled by the (dry-run) edit workers: one audit record each.
+	waitConsumerDone(t, js, pipeline.StreamAlerts, "edit", 2*time.Minute)
+	audits := natstest.StreamMessages(t, js, pipeline.StreamAudit, len(wantEdits), time.Minute)
+	audited := map[string]int{}
+	for _, m := range audits {
+		var a struct {
+			AlertID string `json:"alert_id"`
+			DryRun  bool   `json:"dry_run"`
+		}
+		require.NoError(t, json.Unmarshal(m.Data(), &a))
+		assert.True(t, a.DryRun)
+		audited[a.AlertID]++
+	}
+	for id := range wantEdits {
+		assert.Equal(t, 1, audited[id], "edit alert %s audited once", id)
+	}
+	assert.Len(t, audited, len(wantEdits))
+
 	diffURLs := map[string]string{}
 	for _, e := range evs {
 		ev, _ := event.Decode(e)
@@ -229,7 +281,7 @@ networks:
 			diffURLs[ev.DiffURL()] = ev.Meta.ID
 		}
 	}
-	lines := watcher.WaitMessages(t, "#rehearsal", len(wantAlerts), 3*time.Minute)
+	lines := watcher.WaitMessages(t, "#rehearsal", len(diffURLs), 3*time.Minute)
 	perAlert := map[string]int{}
 	for _, l := range lines {
 		for _, f := range strings.Fields(l.Text) {
@@ -244,10 +296,10 @@ networks:
 		dups += perAlert[id] - 1
 	}
 	assert.LessOrEqual(t, dups, 1, "lines posted twice")
-	t.Logf("events %d, alerts %d, IRC lines %d (repeated %d)", len(seen), len(got), len(lines), dups)
+	t.Logf("events %d, alerts %d, IRC lines %d (repeated %d), edit audits %d", len(seen), len(got), len(lines), dups, len(audited))
 }
 
-func waitIRCConsumer(t *testing.T, js jetstream.JetStream) {
+func waitConsumer(t *testing.T, js jetstream.JetStream, prefix string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -257,12 +309,12 @@ func waitIRCConsumer(t *testing.T, js jetstream.JetStream) {
 			return false
 		}
 		for name := range st.ConsumerNames(ctx).Name() {
-			if strings.HasPrefix(name, "irc-") {
+			if strings.HasPrefix(name, prefix) {
 				return true
 			}
 		}
 		return false
-	}, 90*time.Second, 100*time.Millisecond, "no IRC channel consumer")
+	}, 90*time.Second, 100*time.Millisecond, "no consumer %s* on ALERTS", prefix)
 }
 
 func waitCount(t *testing.T, js jetstream.JetStream, stream string, n int, timeout time.Duration) {
