@@ -856,7 +856,7 @@ func (c *ircChannel) handle(ctx context.Context, msg jetstream.Msg) error {
 		return pipeline.Retry(o.err, time.Second)
 	}
 	val := []byte(`{"at":"` + o.sentAt.UTC().Format(time.RFC3339Nano) + `","folded":` + strconv.FormatBool(o.folded) + `}`)
-	if _, err := w.kv.Create(ctx, key, val, jetstream.KeyTTL(w.cfg.IdempotencyTTL)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+	if err := w.storeSent(ctx, key, val); err != nil {
 		log.Warn().Err(err).Msg("line posted but its idempotency key was not stored; a redelivery could post it again")
 	}
 	if !a.DetectedAt.IsZero() {
@@ -883,5 +883,30 @@ func (c *ircChannel) wait(p *pending, msg jetstream.Msg) outcome {
 				return outcome{err: errors.New("line waited more than 2m")}
 			}
 		}
+	}
+}
+
+// storeSent writes the idempotency key of a posted line. The line is out, so
+// the key matters more than latency: a write that fails while the NATS
+// cluster elects a new leader is retried for up to 30 s before giving up.
+func (w *IRCWorker) storeSent(ctx context.Context, key string, val []byte) error {
+	deadline := time.Now().Add(30 * time.Second)
+	wait := 50 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := w.kv.Create(cctx, key, val, jetstream.KeyTTL(w.cfg.IdempotencyTTL))
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrKeyExists) {
+			return nil
+		}
+		if time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
 	}
 }
