@@ -139,20 +139,7 @@ networks:
 	args := []string{"act", "irc", "--nats", srv.URL, "--ops-addr", "", "--config", conf}
 	p := startProc(t, args...)
 	// The channel's consumer starts at new alerts: wait for it.
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, pipeline.StreamAlerts)
-		if err != nil {
-			return false
-		}
-		for name := range s.ConsumerNames(ctx).Name() {
-			if strings.HasPrefix(name, "irc-") {
-				return true
-			}
-		}
-		return false
-	}, 30*time.Second, 20*time.Millisecond)
+	natstest.WaitConsumer(t, js, pipeline.StreamAlerts, "irc-", 30*time.Second)
 
 	const n = 120
 	for i := range n {
@@ -221,12 +208,7 @@ wikis:
 
 	args := []string{"act", "edit", "--nats", srv.URL, "--ops-addr", "", "--config", conf}
 	p := startProcEnv(t, []string{"RCWATCH_EDIT_BOT_PASSWORD=" + w.Bot.Secret}, args...)
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := js.Consumer(ctx, pipeline.StreamAlerts, "edit")
-		return err == nil
-	}, 30*time.Second, 20*time.Millisecond, "edit consumer")
+	natstest.WaitConsumer(t, js, pipeline.StreamAlerts, "edit", 30*time.Second)
 	for i := range n {
 		a := event.Alert{
 			ID: event.AlertID("drain-edit", fmt.Sprintf("e-%d", i)), Rule: event.RuleRef{ID: "drain-edit", Version: "v1"},

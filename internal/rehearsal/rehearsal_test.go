@@ -212,9 +212,9 @@ wikis:
 		}
 		switch name {
 		case "act-irc":
-			waitConsumer(t, js, "irc-")
+			natstest.WaitConsumer(t, js, pipeline.StreamAlerts, "irc-", 90*time.Second)
 		case "act-edit":
-			waitConsumer(t, js, "edit")
+			natstest.WaitConsumer(t, js, pipeline.StreamAlerts, "edit", 90*time.Second)
 		}
 	}
 	waitCount(t, js, pipeline.StreamRecentChange, 400, 90*time.Second)
@@ -297,24 +297,6 @@ wikis:
 	}
 	assert.LessOrEqual(t, dups, 1, "lines posted twice")
 	t.Logf("events %d, alerts %d, IRC lines %d (repeated %d), edit audits %d", len(seen), len(got), len(lines), dups, len(audited))
-}
-
-func waitConsumer(t *testing.T, js jetstream.JetStream, prefix string) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		st, err := js.Stream(ctx, pipeline.StreamAlerts)
-		if err != nil {
-			return false
-		}
-		for name := range st.ConsumerNames(ctx).Name() {
-			if strings.HasPrefix(name, prefix) {
-				return true
-			}
-		}
-		return false
-	}, 90*time.Second, 100*time.Millisecond, "no consumer %s* on ALERTS", prefix)
 }
 
 func waitCount(t *testing.T, js jetstream.JetStream, stream string, n int, timeout time.Duration) {

@@ -174,3 +174,23 @@ func (c *Cluster) URLs() string {
 	}
 	return strings.Join(u, ",")
 }
+
+// WaitConsumer waits until stream has a consumer whose name starts with
+// prefix (action workers create theirs at start, from new messages on).
+func WaitConsumer(tb testing.TB, js jetstream.JetStream, stream, prefix string, timeout time.Duration) {
+	tb.Helper()
+	require.Eventually(tb, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return false
+		}
+		for name := range s.ConsumerNames(ctx).Name() {
+			if strings.HasPrefix(name, prefix) {
+				return true
+			}
+		}
+		return false
+	}, timeout, 20*time.Millisecond, "no consumer %s* on %s", prefix, stream)
+}
