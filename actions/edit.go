@@ -208,7 +208,7 @@ func NewEditWorker(js jetstream.JetStream, cfg EditConfig, clients ClientFactory
 	if o.deliverAll {
 		rc.DeliverPolicy = jetstream.DeliverAllPolicy
 	}
-	if w.runner, err = pipeline.NewRunner(js, rc, w.handle, reg, log); err != nil {
+	if w.runner, err = pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: log}, rc, w.handle); err != nil {
 		return nil, err
 	}
 	return w, nil

@@ -25,10 +25,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/event"
-	"github.com/rcwatch/rcwatch/internal/mwtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/mediawiki"
 	"github.com/rcwatch/rcwatch/pipeline"
-	"github.com/rcwatch/rcwatch/pipeline/natstest"
 )
 
 // editWikiSettings is a knob of the test wiki: while the file botrollback

@@ -702,7 +702,7 @@ func newIRCChannel(n *ircNetwork, cfg IRCChannelConfig, reg prometheus.Registere
 			rc.FilterSubjects = append(rc.FilterSubjects, "alert."+pipeline.SubjectToken(wiki)+".>")
 		}
 	}
-	r, err := pipeline.NewRunner(n.w.js, rc, c.handle, reg, n.w.log)
+	r, err := pipeline.NewRunner(pipeline.Deps{JS: n.w.js, Reg: reg, Log: n.w.log}, rc, c.handle)
 	if err != nil {
 		return nil, fmt.Errorf("channel %s: %w", cfg.Name, err)
 	}

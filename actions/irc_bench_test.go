@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rcwatch/rcwatch/internal/ircdtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
 )
 
 // BenchmarkIRCAlertToLine publishes alerts to ALERTS at the configured flood

@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/event"
-	"github.com/rcwatch/rcwatch/internal/ircdtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 

@@ -19,9 +19,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/event"
-	"github.com/rcwatch/rcwatch/internal/ircdtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
-	"github.com/rcwatch/rcwatch/pipeline/natstest"
 )
 
 // ircEnv is a real NATS (embedded) and a real ngircd.

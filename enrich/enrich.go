@@ -16,6 +16,7 @@ import (
 
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/mediawiki"
+	"github.com/rcwatch/rcwatch/pipeline"
 	"github.com/rcwatch/rcwatch/rules"
 )
 
@@ -55,13 +56,12 @@ type Config struct {
 	Timeout time.Duration
 	// MaxDiffEdits bounds the line diff (default DefaultMaxDiffEdits).
 	MaxDiffEdits int
-	// Now is the clock (default time.Now).
-	Now func() time.Time
 }
 
 // Enricher fetches wikitext, diffs and user info. Safe for concurrent use.
 type Enricher struct {
 	cfg   Config
+	now   func() time.Time
 	log   zerolog.Logger
 	m     *Metrics
 	mwm   *mediawiki.Metrics
@@ -86,8 +86,10 @@ type Metrics struct {
 // Metrics returns the Enricher's metrics.
 func (e *Enricher) Metrics() *Metrics { return e.m }
 
-// New returns an Enricher; metrics are registered on reg (nil: not registered).
-func New(cfg Config, reg prometheus.Registerer, log zerolog.Logger) *Enricher {
+// New returns an Enricher. Its metrics register on d.Reg (nil: none); mw are
+// the process's shared MediaWiki client metrics (nil: none); d.Now is the
+// clock of its cache.
+func New(d pipeline.Deps, cfg Config, mw *mediawiki.Metrics) (*Enricher, error) {
 	if cfg.APIURLFor == nil {
 		cfg.APIURLFor = DefaultAPIURL
 	}
@@ -118,9 +120,6 @@ func New(cfg Config, reg prometheus.Registerer, log zerolog.Logger) *Enricher {
 	if cfg.MaxDiffEdits <= 0 {
 		cfg.MaxDiffEdits = DefaultMaxDiffEdits
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	m := &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_enrich_requests_total",
 			Help: "Action API requests made by enrichment, by wiki, kind (revisions, users) and result."}, []string{"wiki", "kind", "result"}),
@@ -133,15 +132,19 @@ func New(cfg Config, reg prometheus.Registerer, log zerolog.Logger) *Enricher {
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_enrich_errors_total",
 			Help: "Enrichment that failed for good (the alert is partial), by what was missing."}, []string{"missing"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.Requests, m.Seconds, m.CacheHits, m.CacheMisses, m.Errors)
+	if d.Reg != nil {
+		for _, c := range []prometheus.Collector{m.Requests, m.Seconds, m.CacheHits, m.CacheMisses, m.Errors} {
+			if err := d.Reg.Register(c); err != nil {
+				return nil, fmt.Errorf("registering enrichment metrics: %w", err)
+			}
+		}
 	}
 	return &Enricher{
-		cfg: cfg, log: log.With().Str("component", "enrich").Logger(), m: m,
-		mwm: mediawiki.NewMetrics(reg), cache: newLRU(cfg.CacheBytes),
+		cfg: cfg, now: d.Clock(), log: d.Log.With().Str("component", "enrich").Logger(), m: m,
+		mwm: mw, cache: newLRU(cfg.CacheBytes),
 		clients: map[string]*mediawiki.Client{},
 		breaker: newBreaker(5, 30*time.Second, 5*time.Minute),
-	}
+	}, nil
 }
 
 // DefaultAPIURL is ev.ServerURL + ev.ServerScriptPath + "/api.php", or "" if
@@ -165,7 +168,7 @@ func (e *Enricher) client(api string) (*mediawiki.Client, error) {
 	cfg := mediawiki.Config{
 		APIURL: api, UserAgent: e.cfg.UserAgent, MaxLag: e.cfg.MaxLag,
 		RatePerSecond: e.cfg.PerWikiRate, Burst: e.cfg.PerWikiConcurrency, MaxConcurrent: e.cfg.PerWikiConcurrency,
-		MaxRetries: e.cfg.MaxRetries, MaxWait: e.cfg.MaxWait, Metrics: e.mwm, Now: e.cfg.Now,
+		MaxRetries: e.cfg.MaxRetries, MaxWait: e.cfg.MaxWait, Metrics: e.mwm, Now: e.now,
 	}
 	if e.cfg.NewClientConfig != nil {
 		e.cfg.NewClientConfig(&cfg)
@@ -201,7 +204,7 @@ func (e *Enricher) Enrich(ctx context.Context, ev *event.RecentChange, need rule
 	case api == "":
 		cerr = errors.New("no API URL for the event")
 	default:
-		if cerr = e.breaker.allow(api, e.cfg.Now()); cerr == nil {
+		if cerr = e.breaker.allow(api, e.now()); cerr == nil {
 			c, cerr = e.client(api)
 		}
 	}
@@ -231,7 +234,7 @@ func (e *Enricher) Enrich(ctx context.Context, ev *event.RecentChange, need rule
 			outcomes = append(outcomes, userErr)
 		}
 		for _, err := range outcomes {
-			if opened, until := e.breaker.record(api, err, e.cfg.Now()); opened {
+			if opened, until := e.breaker.record(api, err, e.now()); opened {
 				e.log.Warn().Err(err).Str("wiki", ev.Wiki).Time("until", until).
 					Msg("wiki unreachable: enrichment paused, alerts are marked partial meanwhile")
 			}
@@ -276,7 +279,7 @@ func (e *Enricher) texts(ctx context.Context, c *mediawiki.Client, api string, e
 	}
 	texts := map[int64]string{}
 	var fetch []int64
-	now := e.cfg.Now()
+	now := e.now()
 	for _, id := range ids {
 		if v, ok := e.cache.get(revKey(api, id), now); ok {
 			e.m.CacheHits.WithLabelValues("revision").Inc()
@@ -336,7 +339,7 @@ func (e *Enricher) user(ctx context.Context, c *mediawiki.Client, api string, ev
 	case "ip":
 		return nil
 	}
-	now := e.cfg.Now()
+	now := e.now()
 	key := userKey(api, ev.User)
 	if v, ok := e.cache.get(key, now); ok {
 		e.m.CacheHits.WithLabelValues("user").Inc()

@@ -16,7 +16,9 @@ import (
 
 	"github.com/rcwatch/rcwatch/enrich"
 	"github.com/rcwatch/rcwatch/event"
-	"github.com/rcwatch/rcwatch/internal/mwtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
+	"github.com/rcwatch/rcwatch/mediawiki"
+	"github.com/rcwatch/rcwatch/pipeline"
 	"github.com/rcwatch/rcwatch/rules"
 )
 
@@ -62,7 +64,7 @@ func TestEnrichVandalisedPage(t *testing.T) {
 	w := wiki.Get(t)
 	reg := prometheus.NewRegistry()
 	logs := &syncBuf{}
-	en := enrich.New(enrich.Config{}, reg, zerolog.New(logs).Level(zerolog.DebugLevel))
+	en := newEnricher(t, pipeline.Deps{Reg: reg, Log: zerolog.New(logs).Level(zerolog.DebugLevel)}, enrich.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -110,7 +112,7 @@ func TestEnrichVandalisedPage(t *testing.T) {
 
 func TestEnrichCreationAndIP(t *testing.T) {
 	w := wiki.Get(t)
-	en := enrich.New(enrich.Config{}, prometheus.NewRegistry(), zerolog.Nop())
+	en := newEnricher(t, pipeline.Deps{Reg: prometheus.NewRegistry(), Log: zerolog.Nop()}, enrich.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rev := w.Edit(t, w.Other, "Enrich new page", "first line\nsecond line", "create")
@@ -135,7 +137,7 @@ func TestEnrichCreationAndIP(t *testing.T) {
 func TestEnrichFailureIsPartial(t *testing.T) {
 	w := wiki.Get(t)
 	reg := prometheus.NewRegistry()
-	en := enrich.New(enrich.Config{MaxRetries: -1}, reg, zerolog.Nop())
+	en := newEnricher(t, pipeline.Deps{Reg: reg, Log: zerolog.Nop()}, enrich.Config{MaxRetries: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -161,7 +163,7 @@ func TestEnrichFailureIsPartial(t *testing.T) {
 // A lagged wiki: enrichment waits within MaxWait, then gives up partial.
 func TestEnrichMaxLagGivesUpPartial(t *testing.T) {
 	w := wiki.Get(t)
-	en := enrich.New(enrich.Config{MaxWait: -1}, prometheus.NewRegistry(), zerolog.Nop())
+	en := newEnricher(t, pipeline.Deps{Reg: prometheus.NewRegistry(), Log: zerolog.Nop()}, enrich.Config{MaxWait: -1})
 	rev := w.Edit(t, w.Admin, "Enrich lag page", "text", "create")
 	w.SetLag(t, 9)
 	t.Cleanup(func() { w.SetLag(t, 0) })
@@ -187,10 +189,10 @@ func TestDefaultAPIURL(t *testing.T) {
 func TestEnrichCircuitOpensForUnreachableWiki(t *testing.T) {
 	now := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 	reg := prometheus.NewRegistry()
-	e := enrich.New(enrich.Config{
+	e := newEnricher(t, pipeline.Deps{Reg: reg, Log: zerolog.Nop(), Now: func() time.Time { return now }}, enrich.Config{
 		APIURLFor:  func(*event.RecentChange) string { return "http://127.0.0.1:1/api.php" },
-		MaxRetries: -1, Now: func() time.Time { return now },
-	}, reg, zerolog.Nop())
+		MaxRetries: -1,
+	})
 	requests := func() float64 {
 		mfs, err := reg.Gather()
 		require.NoError(t, err)
@@ -223,4 +225,14 @@ func TestEnrichCircuitOpensForUnreachableWiki(t *testing.T) {
 	_, err = e.Enrich(context.Background(), ev, need)
 	require.NoError(t, err)
 	assert.Equal(t, 6.0, requests(), "one request after the cool-down")
+}
+
+// newEnricher builds an Enricher with the shared MediaWiki metrics on d.Reg.
+func newEnricher(t *testing.T, d pipeline.Deps, cfg enrich.Config) *enrich.Enricher {
+	t.Helper()
+	mw, err := mediawiki.NewMetrics(d.Reg)
+	require.NoError(t, err)
+	e, err := enrich.New(d, cfg, mw)
+	require.NoError(t, err)
+	return e
 }

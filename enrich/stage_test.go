@@ -15,8 +15,8 @@ import (
 
 	"github.com/rcwatch/rcwatch/enrich"
 	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
-	"github.com/rcwatch/rcwatch/pipeline/natstest"
 	"github.com/rcwatch/rcwatch/rules"
 )
 
@@ -50,10 +50,10 @@ func TestStageEnrichesFromRealWiki(t *testing.T) {
 	require.NoError(t, err)
 
 	reg := prometheus.NewRegistry()
-	en := enrich.New(enrich.Config{UserAgent: "rcwatch-test"}, reg, zerolog.Nop())
-	stage, err := rules.NewStage(js, rules.StageConfig{
+	en := newEnricher(t, pipeline.Deps{Reg: reg, Log: zerolog.Nop()}, enrich.Config{UserAgent: "rcwatch-test"})
+	stage, err := rules.NewStage(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.Nop()}, rules.StageConfig{
 		Default: []rules.Source{{Name: "stage.yaml", Data: []byte(stageRules)}},
-	}, en, reg, zerolog.Nop())
+	}, en)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

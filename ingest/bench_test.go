@@ -11,8 +11,8 @@ import (
 
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
-	"github.com/rcwatch/rcwatch/pipeline/natstest"
 )
 
 // benchEvents is the number of events each throughput iteration moves

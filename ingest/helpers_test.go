@@ -92,7 +92,7 @@ func startIngester(tb testing.TB, nc *nats.Conn, url string, cfg ingest.Config) 
 	if cfg.PositionInterval == 0 {
 		cfg.PositionInterval = 50 * time.Millisecond
 	}
-	in, err := ingest.New(nc, src, cfg, reg, zerolog.Nop(), time.Now)
+	in, err := ingest.New(pipeline.Deps{NC: nc, Reg: reg, Log: zerolog.Nop()}, cfg, src)
 	require.NoError(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{in: in, reg: reg, cancel: cancel, done: make(chan error, 1)}

@@ -21,7 +21,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/rcwatch/rcwatch/event"
@@ -110,15 +109,16 @@ type heldFrame struct {
 	err error
 }
 
-// New builds an ingester that reads src and publishes through nc. Metrics
-// register on reg; now is the clock (time.Now in production).
-func New(nc *nats.Conn, src Source, cfg Config, reg prometheus.Registerer, log zerolog.Logger, now func() time.Time) (*Ingester, error) {
+// New builds an ingester that reads src and publishes through d.NC (with a
+// JetStream context of its own, sized for its async publish window).
+func New(d pipeline.Deps, cfg Config, src Source) (*Ingester, error) {
 	cfg.defaults()
-	m, err := newMetrics(reg)
+	now := d.Clock()
+	m, err := newMetrics(d.Reg)
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc,
+	js, err := jetstream.New(d.NC,
 		jetstream.WithPublishAsyncMaxPending(cfg.MaxInFlight+16),
 		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout),
 		jetstream.WithDefaultTimeout(10*time.Second))
@@ -128,7 +128,7 @@ func New(nc *nats.Conn, src Source, cfg Config, reg prometheus.Registerer, log z
 	if _, err := parseSince(cfg.Since, now()); err != nil {
 		return nil, err
 	}
-	return &Ingester{cfg: cfg, src: src, js: js, m: m, log: log.With().Str("stage", "ingest").Logger(), now: now,
+	return &Ingester{cfg: cfg, src: src, js: js, m: m, log: d.Logger("ingest"), now: now,
 		truncated: map[string]int{}}, nil
 }
 

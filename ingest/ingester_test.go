@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
-	"github.com/rcwatch/rcwatch/pipeline/natstest"
 )
 
 // Malformed input is dead-lettered with its reason, counted, and ingest

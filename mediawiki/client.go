@@ -133,7 +133,9 @@ type Metrics struct {
 }
 
 // NewMetrics registers the client metrics on reg (nil: not registered).
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// A process builds them once and shares them between every client (the
+// enricher's and the edit worker's).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_mediawiki_requests_total",
 			Help: "Action API requests, by API host, action and result (ok or the error code)."}, []string{"host", "action", "result"}),
@@ -149,9 +151,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "BotPassword logins, by result."}, []string{"host", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.seconds, m.backoffs, m.waited, m.tokens, m.logins)
+		for _, c := range []prometheus.Collector{m.requests, m.seconds, m.backoffs, m.waited, m.tokens, m.logins} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("registering MediaWiki client metrics: %w", err)
+			}
+		}
 	}
-	return m
+	return m, nil
 }
 
 // Client talks to one wiki's Action API. It is safe for concurrent use.

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rcwatch/rcwatch/internal/mwtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
 	"github.com/rcwatch/rcwatch/mediawiki"
 )
 
@@ -59,7 +59,9 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	w := wiki.Get(t)
 	reg := prometheus.NewRegistry()
-	e := &env{w: w, logs: &syncBuf{}, reg: reg, m: mediawiki.NewMetrics(reg)}
+	m, err := mediawiki.NewMetrics(reg)
+	require.NoError(t, err)
+	e := &env{w: w, logs: &syncBuf{}, reg: reg, m: m}
 	t.Cleanup(func() {
 		// No secret of any account ever reaches the logs.
 		for _, s := range []string{w.Bot.Secret, w.Admin.Secret, w.Other.Secret, w.Admin.Password} {

@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
-	"github.com/rcwatch/rcwatch/pipeline/natstest"
 )
 
 func TestSubjectTokens(t *testing.T) {
@@ -111,10 +111,10 @@ func TestRunnerAckRetryDeadLetter(t *testing.T) {
 		return nil
 	}
 	reg := prometheus.NewRegistry()
-	r, err := pipeline.NewRunner(js, pipeline.RunnerConfig{
+	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.Nop()}, pipeline.RunnerConfig{
 		Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test", MaxDeliver: 3,
 		Backoff: 10 * time.Millisecond, AckWait: 5 * time.Second,
-	}, h, reg, zerolog.Nop())
+	}, h)
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()

@@ -108,9 +108,10 @@ type runnerMetrics struct {
 	pending      prometheus.Gauge
 }
 
-// NewRunner builds a runner. Metrics register on reg (nil: not registered)
-// with a constant label stage=<Stage>.
-func NewRunner(js jetstream.JetStream, cfg RunnerConfig, h Handler, reg prometheus.Registerer, log zerolog.Logger) (*Runner, error) {
+// NewRunner builds a runner on d.JS. Metrics register on d.Reg (nil: not
+// registered) with a constant label stage=<Stage>.
+func NewRunner(d Deps, cfg RunnerConfig, h Handler) (*Runner, error) {
+	js, reg := d.JS, d.Reg
 	if cfg.Stage == "" || cfg.Stream == "" || cfg.Durable == "" || h == nil {
 		return nil, errors.New("pipeline: runner needs Stage, Stream, Durable and a handler")
 	}
@@ -152,7 +153,7 @@ func NewRunner(js jetstream.JetStream, cfg RunnerConfig, h Handler, reg promethe
 			}
 		}
 	}
-	return &Runner{cfg: cfg, js: js, handler: h, log: log.With().Str("stage", cfg.Stage).Logger(), m: m}, nil
+	return &Runner{cfg: cfg, js: js, handler: h, log: d.Logger(cfg.Stage), m: m}, nil
 }
 
 // Consumer creates or updates the durable consumer and returns it.
@@ -179,6 +180,9 @@ func (r *Runner) Consumer(ctx context.Context) (jetstream.Consumer, error) {
 func (r *Runner) Run(ctx context.Context) error {
 	cons, err := r.Consumer(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped during start-up: a normal stop
+		}
 		return err
 	}
 	stopped := make(chan struct{})

@@ -16,7 +16,6 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/rcwatch/rcwatch/event"
@@ -94,8 +93,6 @@ type StageConfig struct {
 	ReloadInterval time.Duration
 	// PublishTimeout bounds waiting for JetStream to acknowledge an alert (default 10s).
 	PublishTimeout time.Duration
-	// Now is the clock (default time.Now).
-	Now func() time.Time
 	// KVLists: also read list entries from the KV bucket rules (see
 	// AddListEntry), watched live.
 	KVLists bool
@@ -104,6 +101,7 @@ type StageConfig struct {
 // Stage is the evaluator stage: RECENTCHANGE → rules → ALERTS.
 type Stage struct {
 	cfg    StageConfig
+	now    func() time.Time
 	js     jetstream.JetStream
 	engine *Engine
 	runner *pipeline.Runner
@@ -116,7 +114,8 @@ type Stage struct {
 
 // NewStage builds the stage and loads the rules; a bad rule file at start
 // is an error. enricher may be nil (evaluate on what is known).
-func NewStage(js jetstream.JetStream, cfg StageConfig, enricher Enricher, reg prometheus.Registerer, log zerolog.Logger) (*Stage, error) {
+func NewStage(d pipeline.Deps, cfg StageConfig, enricher Enricher) (*Stage, error) {
+	js, reg, log := d.JS, d.Reg, d.Logger("rules")
 	if cfg.Durable == "" {
 		cfg.Durable = "rules"
 	}
@@ -129,26 +128,30 @@ func NewStage(js jetstream.JetStream, cfg StageConfig, enricher Enricher, reg pr
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 10 * time.Second
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	cfg.Engine.Enricher = enricher
-	log = log.With().Str("stage", "rules").Logger()
 	eng, err := NewEngine(cfg.Engine, reg, log)
 	if err != nil {
 		return nil, err
 	}
-	s := &Stage{cfg: cfg, js: js, engine: eng, log: log}
+	s := &Stage{cfg: cfg, now: d.Clock(), js: js, engine: eng, log: log}
 	if _, err := s.Reload(); err != nil {
 		return nil, err
 	}
-	s.runner, err = pipeline.NewRunner(js, pipeline.RunnerConfig{
+	s.runner, err = pipeline.NewRunner(d, pipeline.RunnerConfig{
 		Stage: "rules", Stream: pipeline.StreamRecentChange, Durable: cfg.Durable, Workers: cfg.Workers,
-	}, s.handle, reg, log)
+	}, s.handle)
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// Ready reports whether rules are loaded (an evaluator with none does nothing).
+func (s *Stage) Ready() error {
+	if len(s.engine.Rules()) == 0 {
+		return errors.New("no rules loaded")
+	}
+	return nil
 }
 
 // Engine is the stage's rule engine.
@@ -194,7 +197,7 @@ func (s *Stage) reloaded(err error) error {
 		return fmt.Errorf("loading rules (%s): %w", strings.Join(s.cfg.Paths, ", "), err)
 	}
 	m.reloadOK.Set(1)
-	m.reloadTime.Set(float64(s.cfg.Now().Unix()))
+	m.reloadTime.Set(float64(s.now().Unix()))
 	m.reloads.WithLabelValues("ok").Inc()
 	return nil
 }
@@ -262,7 +265,7 @@ func (s *Stage) handle(ctx context.Context, msg jetstream.Msg) error {
 	if ev.IsCanary() {
 		return nil
 	}
-	for _, a := range s.engine.Eval(ctx, ev, nil, s.cfg.Now()) {
+	for _, a := range s.engine.Eval(ctx, ev, nil, s.now()) {
 		if err := s.publish(ctx, &a); err != nil {
 			return err
 		}

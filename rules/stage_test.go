@@ -18,8 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
-	"github.com/rcwatch/rcwatch/pipeline/natstest"
 )
 
 // configMapDir lays out a directory as Kubernetes mounts a ConfigMap:
@@ -69,7 +69,7 @@ rules:
 func TestStageReload(t *testing.T) {
 	cm := newConfigMapDir(t, map[string]string{"rules.yaml": stageRulesV1})
 	reg := prometheus.NewRegistry()
-	s, err := NewStage(nil, StageConfig{Paths: []string{cm.dir}}, nil, reg, zerolog.Nop())
+	s, err := NewStage(pipeline.Deps{Reg: reg, Log: zerolog.Nop()}, StageConfig{Paths: []string{cm.dir}}, nil)
 	require.NoError(t, err)
 	eng := s.Engine()
 	assert.Equal(t, 1.0, testutil.ToFloat64(eng.m.reloadOK))
@@ -155,8 +155,8 @@ rules:
 
 	run := func(durable string) {
 		reg := prometheus.NewRegistry()
-		s, err := NewStage(js, StageConfig{Paths: []string{dir}, Durable: durable, Workers: 4,
-			Engine: EngineConfig{MaxMatchRate: -1}}, nil, reg, zerolog.Nop())
+		s, err := NewStage(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.Nop()}, StageConfig{Paths: []string{dir}, Durable: durable, Workers: 4,
+			Engine: EngineConfig{MaxMatchRate: -1}}, nil)
 		require.NoError(t, err)
 		rctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -233,8 +233,8 @@ func BenchmarkStageEndToEnd(b *testing.B) {
 	require.NoError(b, err)
 	require.Equal(b, uint64(b.N), info.State.Msgs)
 
-	s, err := NewStage(js, StageConfig{Default: packSources(b), Workers: 8, Engine: EngineConfig{MaxMatchRate: -1}},
-		nil, nil, zerolog.Nop())
+	s, err := NewStage(pipeline.Deps{JS: js, Log: zerolog.Nop()},
+		StageConfig{Default: packSources(b), Workers: 8, Engine: EngineConfig{MaxMatchRate: -1}}, nil)
 	require.NoError(b, err)
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -273,7 +273,7 @@ func TestKVLists(t *testing.T) {
 	require.NoError(t, AddListEntry(ctx, kv, ListEntry{List: "watched", Value: "Main Page", Reason: "test"}, 0, now))
 	require.NoError(t, AddListEntry(ctx, kv, ListEntry{List: "badwords", Value: "poop"}, 0, now))
 
-	s, err := NewStage(js, StageConfig{KVLists: true, Default: []Source{src("l.yaml", `
+	s, err := NewStage(pipeline.Deps{JS: js, Log: zerolog.Nop()}, StageConfig{KVLists: true, Default: []Source{src("l.yaml", `
 lists:
   watched: []
   badwords: [fart]
@@ -284,7 +284,7 @@ rules:
   - id: bad-summary
     when: list_contains("badwords", summary)
     severity: low
-`)}}, nil, nil, zerolog.Nop())
+`)}}, nil)
 	require.NoError(t, err)
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rcwatch/rcwatch/actions"
-	"github.com/rcwatch/rcwatch/mediawiki"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
@@ -55,19 +54,28 @@ func (f *editFlags) load() (actions.EditConfig, actions.EditCredentials, error) 
 
 // stage builds the edit actor on rt (used by `act edit` and, when an edit
 // config is given, by `run`).
-func (f *editFlags) stage(rt *runtime) (actor, error) {
+func (f *editFlags) stage(rt *runtime) (stage, error) {
 	cfg, creds, err := f.load()
 	if err != nil {
-		return actor{}, err
+		return stage{}, err
 	}
-	factory := actions.NewEditClientFactory(creds, mediawiki.NewMetrics(rt.reg), rt.log)
+	mw, err := rt.mediawikiMetrics()
+	if err != nil {
+		return stage{}, err
+	}
+	factory := actions.NewEditClientFactory(creds, mw, rt.log)
 	w, err := actions.NewEditWorker(rt.js, cfg, factory, rt.reg, rt.log, time.Now)
 	if err != nil {
-		return actor{}, err
+		return stage{}, err
 	}
 	rt.log.Info().Str("config", f.Config).Bool("live", cfg.Live).Str("auth", creds.Kind()).Msg("edit worker configured")
-	return actor{name: "edit", run: w.Run}, nil
+	return stage{"edit", readyAlways{w}}, nil
 }
+
+// readyAlways is a stop-gap until the edit worker has its own Ready.
+type readyAlways struct{ *actions.EditWorker }
+
+func (readyAlways) Ready() error { return nil }
 
 func newActEditCmd() *cobra.Command {
 	var c commonFlags

@@ -27,10 +27,10 @@ func (f *ircFlags) register(fs *pflag.FlagSet, prefix string) {
 
 // stage builds the IRC actor on rt (used by `act irc` and, when an IRC
 // config is given, by `run`).
-func (f *ircFlags) stage(rt *runtime) (actor, error) {
+func (f *ircFlags) stage(rt *runtime) (stage, error) {
 	cfg, err := actions.LoadIRCConfig(f.Config)
 	if err != nil {
-		return actor{}, err
+		return stage{}, err
 	}
 	if f.ReplicaID != "" {
 		cfg.ReplicaID = f.ReplicaID
@@ -48,11 +48,10 @@ func (f *ircFlags) stage(rt *runtime) (actor, error) {
 	}
 	w, err := actions.NewIRCWorker(rt.js, cfg, rt.reg, rt.log, opts...)
 	if err != nil {
-		return actor{}, err
+		return stage{}, err
 	}
-	rt.health.AddCheck("irc", w.Ready)
 	rt.log.Info().Str("config", f.Config).Msg("IRC worker configured")
-	return actor{name: "irc", run: w.Run}, nil
+	return stage{"irc", w}, nil
 }
 
 func newActIRCCmd() *cobra.Command {

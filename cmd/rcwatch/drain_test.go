@@ -17,10 +17,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/event"
-	"github.com/rcwatch/rcwatch/internal/ircdtest"
-	"github.com/rcwatch/rcwatch/internal/mwtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
-	"github.com/rcwatch/rcwatch/pipeline/natstest"
 )
 
 // The drain that each Deployment's terminationGracePeriodSeconds relies on

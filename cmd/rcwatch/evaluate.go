@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -61,40 +60,39 @@ func (f *evaluateFlags) stageConfig() (rules.StageConfig, error) {
 	return cfg, nil
 }
 
-// stage builds the evaluator stage on rt as an actor (evaluate and run use it).
-func (f *evaluateFlags) stage(rt *runtime) (actor, error) {
+// stage builds the evaluator stage on rt (evaluate and run use it).
+func (f *evaluateFlags) stage(rt *runtime) (stage, error) {
 	cfg, err := f.stageConfig()
 	if err != nil {
-		return actor{}, err
+		return stage{}, err
 	}
 	var enricher rules.Enricher
 	if f.Enrich {
-		enricher = f.newEnricher(rt)
-	}
-	if enricher == nil {
+		if enricher, err = f.newEnricher(rt); err != nil {
+			return stage{}, err
+		}
+	} else {
 		rt.log.Info().Msg("no enrichment: rules are evaluated on the event alone; alerts that needed more are marked partial")
 	}
-	s, err := rules.NewStage(rt.js, cfg, enricher, rt.reg, rt.log)
+	s, err := rules.NewStage(rt.deps, cfg, enricher)
 	if err != nil {
-		return actor{}, err
+		return stage{}, err
 	}
-	rt.health.AddCheck("rules", func() error {
-		if len(s.Engine().Rules()) == 0 {
-			return errors.New("no rules loaded")
-		}
-		return nil
-	})
-	return actor{name: "rules", run: s.Run}, nil
+	return stage{"rules", s}, nil
 }
 
 // newEnricher is the MediaWiki Action API enrichment of the evaluator.
-func (f *evaluateFlags) newEnricher(rt *runtime) rules.Enricher {
+func (f *evaluateFlags) newEnricher(rt *runtime) (*enrich.Enricher, error) {
 	cfg := enrich.Config{UserAgent: f.EnrichUA, PerWikiRate: f.EnrichRate, PerWikiConcurrency: f.EnrichConc}
 	if f.EnrichAPI != "" {
 		api := f.EnrichAPI
 		cfg.APIURLFor = func(*event.RecentChange) string { return api }
 	}
-	return enrich.New(cfg, rt.reg, rt.log)
+	mw, err := rt.mediawikiMetrics()
+	if err != nil {
+		return nil, err
+	}
+	return enrich.New(rt.deps, cfg, mw)
 }
 
 func newEvaluateCmd() *cobra.Command {

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/ops"
 )
 
 // DefaultSource is Wikimedia's public recent-changes stream.
@@ -35,22 +36,21 @@ func (f *ingestFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.DrainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, wait this long for outstanding publish acks")
 }
 
-// stage builds the ingest actor on rt.
-func (f *ingestFlags) stage(rt *runtime) (actor, error) {
+// stage builds the ingest stage on rt.
+func (f *ingestFlags) stage(rt *runtime) (stage, error) {
 	src, err := ingest.NewSSESource(ingest.SSEConfig{URL: f.Source, UserAgent: f.UserAgent, IdleTimeout: f.IdleTimeout})
 	if err != nil {
-		return actor{}, err
+		return stage{}, err
 	}
-	in, err := ingest.New(rt.nc, src, ingest.Config{
+	in, err := ingest.New(rt.deps, ingest.Config{
 		PositionKey: f.PositionKey, Since: f.Since, MaxEventSize: f.MaxEventSize,
 		MaxInFlight: f.MaxInFlight, DrainTimeout: f.DrainTimeout,
-	}, rt.reg, rt.log, time.Now)
+	}, src)
 	if err != nil {
-		return actor{}, err
+		return stage{}, err
 	}
-	rt.health.AddCheck("ingest", in.Ready)
 	rt.log.Info().Str("source", f.Source).Msg("ingest configured")
-	return actor{name: "ingest", run: in.Run}, nil
+	return stage{"ingest", in}, nil
 }
 
 func newIngestCmd() *cobra.Command {
@@ -69,9 +69,10 @@ func newIngestCmd() *cobra.Command {
 	return cmd
 }
 
-// runStages sets up the runtime, builds the actors and runs them with the
-// ops HTTP server until ctx ends (SIGTERM), then drains them.
-func runStages(ctx context.Context, name string, c commonFlags, emb *embeddedFlags, builders ...func(*runtime) (actor, error)) error {
+// runStages sets up the runtime, builds the stages and runs them with the
+// ops HTTP server until ctx ends (SIGTERM), then drains them. Each stage's
+// Ready is a /readyz check under its name.
+func runStages(ctx context.Context, name string, c commonFlags, emb *embeddedFlags, builders ...func(*runtime) (stage, error)) error {
 	rt, closeRT, err := setup(ctx, name, c, emb)
 	if err != nil {
 		return err
@@ -79,15 +80,16 @@ func runStages(ctx context.Context, name string, c commonFlags, emb *embeddedFla
 	defer closeRT()
 	actors := make([]actor, 0, len(builders)+1)
 	for _, b := range builders {
-		a, err := b(rt)
+		s, err := b(rt)
 		if err != nil {
 			return err
 		}
-		actors = append(actors, a)
+		rt.health.AddCheck(s.name, s.Ready)
+		actors = append(actors, actor{name: s.name, run: s.Run})
 	}
-	mux := opsMux(rt)
+	mux := ops.Handler(rt.reg, rt.health)
 	actors = append(actors, actor{name: "ops", run: func(ctx context.Context) error {
-		return serveOps(ctx, c.OpsAddr, mux, rt)
+		return ops.Serve(ctx, c.OpsAddr, mux, rt.log)
 	}})
 	return runActors(ctx, rt.log, actors...)
 }

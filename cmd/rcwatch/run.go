@@ -22,7 +22,7 @@ evaluator always; the IRC worker with --irc-config; the edit worker with --edit-
 (dry-run unless --edit-live). SIGTERM stops reading, drains every stage and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			stages := []func(*runtime) (actor, error){in.stage, ev.stage}
+			stages := []func(*runtime) (stage, error){in.stage, ev.stage}
 			if irc.Config != "" {
 				stages = append(stages, irc.stage)
 			}

@@ -15,6 +15,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
+	"github.com/rcwatch/rcwatch/mediawiki"
+	"github.com/rcwatch/rcwatch/ops"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
@@ -54,16 +56,36 @@ func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
 
-// runtime is what every stage gets from cmd: a logger, metrics registry,
-// readiness checks and a JetStream connection with the streams ensured.
+// runtime holds what cmd builds once per process and every stage shares:
+// the stage Deps (NATS, JetStream, registry, logger, clock), the readiness
+// checks and the MediaWiki client metrics.
 type runtime struct {
+	deps     pipeline.Deps
 	log      zerolog.Logger
 	reg      *prometheus.Registry
-	health   *pipeline.Health
+	health   *ops.Health
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	embedded *pipeline.Embedded
 	topo     pipeline.Topology
+
+	mw    *mediawiki.Metrics // built on first use, shared by enrich and edit
+	mwErr error
+}
+
+// mediawikiMetrics returns the process's one set of MediaWiki client
+// metrics (the enricher and the edit worker share it).
+func (rt *runtime) mediawikiMetrics() (*mediawiki.Metrics, error) {
+	if rt.mw == nil && rt.mwErr == nil {
+		rt.mw, rt.mwErr = mediawiki.NewMetrics(rt.reg)
+	}
+	return rt.mw, rt.mwErr
+}
+
+// stage is a named stage of a process; its Ready backs /readyz under its name.
+type stage struct {
+	name string
+	pipeline.Stage
 }
 
 // embeddedFlags configure the embedded server of `rcwatch run`.
@@ -84,7 +106,7 @@ func setup(ctx context.Context, name string, c commonFlags, emb *embeddedFlags) 
 	if err != nil {
 		return nil, nil, err
 	}
-	rt := &runtime{log: log, reg: pipeline.NewRegistry(), health: pipeline.NewHealth(),
+	rt := &runtime{log: log, reg: ops.NewRegistry(), health: ops.NewHealth(),
 		topo: pipeline.Topology{Replicas: max(c.Replicas, 1), Storage: jetstream.FileStorage}}
 	closers := []func(){}
 	closeAll := func() {
@@ -128,5 +150,6 @@ func setup(ctx context.Context, name string, c commonFlags, emb *embeddedFlags) 
 		closeAll()
 		return nil, nil, err
 	}
+	rt.deps = pipeline.Deps{NC: rt.nc, JS: rt.js, Reg: rt.reg, Log: log, Now: time.Now}
 	return rt, closeAll, nil
 }

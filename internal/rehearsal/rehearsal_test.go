@@ -29,10 +29,10 @@ import (
 
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/ingest"
-	"github.com/rcwatch/rcwatch/internal/ircdtest"
-	"github.com/rcwatch/rcwatch/internal/mwtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
 	"github.com/rcwatch/rcwatch/pipeline"
-	"github.com/rcwatch/rcwatch/pipeline/natstest"
+	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 )
 
 const ruleFile = `rules:

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rcwatch/rcwatch/internal/mwtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
 )
 
 // The harness itself: set-up, knobs, edits as other users, and a clean stop

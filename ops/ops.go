@@ -1,4 +1,7 @@
-package pipeline
+// Package ops is the operations side of every rcwatch process: the
+// Prometheus registry, the readiness checks and the HTTP server of
+// /metrics, /healthz and /readyz.
+package ops
 
 import (
 	"context"
@@ -7,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 
@@ -54,9 +56,9 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// OpsHandler serves /metrics, /healthz and /readyz. Extra routes (the web
+// Handler serves /metrics, /healthz and /readyz. Extra routes (the web
 // feed) can be mounted on the returned mux.
-func OpsHandler(reg *prometheus.Registry, h *Health) *http.ServeMux {
+func Handler(reg *prometheus.Registry, h *Health) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -69,19 +71,14 @@ func OpsHandler(reg *prometheus.Registry, h *Health) *http.ServeMux {
 		if len(fails) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		names := make([]string, 0, len(fails))
-		for n := range fails {
-			names = append(names, n)
-		}
-		sort.Strings(names)
 		_ = json.NewEncoder(w).Encode(map[string]any{"ready": len(fails) == 0, "failing": fails})
 	})
 	return mux
 }
 
-// ServeOps listens on addr and serves handler until ctx ends, then shuts the
+// Serve listens on addr and serves handler until ctx ends, then shuts the
 // server down gracefully. An empty addr serves nothing and blocks until ctx ends.
-func ServeOps(ctx context.Context, addr string, handler http.Handler, log zerolog.Logger) error {
+func Serve(ctx context.Context, addr string, handler http.Handler, log zerolog.Logger) error {
 	if addr == "" {
 		<-ctx.Done()
 		return nil
