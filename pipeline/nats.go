@@ -153,7 +153,9 @@ func WaitJetStream(ctx context.Context, js jetstream.JetStream, t Topology, log 
 	}
 }
 
-func isPermanent(err error) bool { return errors.Is(err, ErrConfigDrift) }
+func isPermanent(err error) bool {
+	return errors.Is(err, ErrConfigDrift) || errors.Is(err, ErrInvalidLimits)
+}
 
 // FreePort returns a free TCP port on 127.0.0.1 (for tests and for the
 // embedded server's listener when the caller asks for one).

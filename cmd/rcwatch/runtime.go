@@ -27,6 +27,7 @@ type commonFlags struct {
 	OpsAddr   string
 	LogLevel  string
 	LogFormat string
+	Limits    limitFlags
 }
 
 func (c *commonFlags) register(fs *pflag.FlagSet, opsDefault string) {
@@ -35,6 +36,7 @@ func (c *commonFlags) register(fs *pflag.FlagSet, opsDefault string) {
 	fs.StringVar(&c.OpsAddr, "ops-addr", opsDefault, "listen address of /metrics, /healthz and /readyz (empty: off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal)")
+	c.Limits.register(fs)
 }
 
 func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
@@ -106,8 +108,15 @@ func setup(ctx context.Context, name string, c commonFlags, emb *embeddedFlags) 
 	if err != nil {
 		return nil, nil, err
 	}
+	limits, err := c.Limits.limits()
+	if err != nil {
+		return nil, nil, err
+	}
 	rt := &runtime{log: log, reg: ops.NewRegistry(), health: ops.NewHealth(),
-		topo: pipeline.Topology{Replicas: max(c.Replicas, 1), Storage: jetstream.FileStorage}}
+		topo: pipeline.Topology{Replicas: max(c.Replicas, 1), Storage: jetstream.FileStorage, Limits: limits}}
+	if err := rt.topo.Validate(); err != nil {
+		return nil, nil, err
+	}
 	closers := []func(){}
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -150,6 +159,35 @@ func setup(ctx context.Context, name string, c commonFlags, emb *embeddedFlags) 
 		closeAll()
 		return nil, nil, err
 	}
+	if err := logHistory(ctx, rt); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
 	rt.deps = pipeline.Deps{NC: rt.nc, JS: rt.js, Reg: rt.reg, Log: log, Now: time.Now}
 	return rt, closeAll, nil
+}
+
+// logHistory logs how much history each stream keeps (its limits and what
+// it holds) and exports the same as rcwatch_stream_* gauges.
+func logHistory(ctx context.Context, rt *runtime) error {
+	if _, err := pipeline.NewStreamCollector(rt.reg, rt.js, rt.topo, time.Now); err != nil {
+		return err
+	}
+	us, err := pipeline.Usage(ctx, rt.js, rt.topo)
+	if err != nil {
+		rt.log.Warn().Err(err).Msg("could not read the streams' usage")
+		return nil
+	}
+	for _, u := range us {
+		ev := rt.log.Info().Str("stream", u.Name).Int64("max_bytes", u.MaxBytes).Dur("max_age", u.MaxAge).
+			Uint64("bytes", u.Bytes).Uint64("messages", u.Msgs)
+		if !u.Oldest.IsZero() {
+			ev = ev.Time("oldest", u.Oldest)
+		}
+		if h := u.LiveHistory(); h > 0 {
+			ev = ev.Str("history_at_live_rate", h.String())
+		}
+		ev.Msg("stream history kept")
+	}
+	return nil
 }
