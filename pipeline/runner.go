@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -53,10 +55,15 @@ const (
 	OutcomeRetry
 	OutcomeDeadLetter
 	OutcomeNak
+	// OutcomeStorageWait: NATS could not store the handler's output (a full
+	// store, no JetStream, a timeout). The message is redelivered after a
+	// capped, jittered backoff for as long as it takes; it never counts
+	// towards MaxDeliver and is never dead-lettered for it.
+	OutcomeStorageWait
 )
 
 func (o Outcome) String() string {
-	return [...]string{"ok", "retry", "dead_letter", "error"}[o]
+	return [...]string{"ok", "retry", "dead_letter", "error", "storage_wait"}[o]
 }
 
 // Classify maps a handler error and the delivery count to an outcome: the one
@@ -69,6 +76,8 @@ func Classify(err error, delivered, maxDeliver int) Outcome {
 		return OutcomeAck
 	case errors.As(err, &inv):
 		return OutcomeDeadLetter
+	case IsStorageError(err):
+		return OutcomeStorageWait
 	case errors.As(err, &retry):
 		return OutcomeRetry
 	case maxDeliver > 0 && delivered >= maxDeliver:
@@ -76,6 +85,27 @@ func Classify(err error, delivered, maxDeliver int) Outcome {
 	}
 	return OutcomeNak
 }
+
+// IsStorageError reports whether err means NATS could not store a message
+// for now: the store is full or out of resources (JetStream answers 503),
+// no JetStream answered, the connection is down, or the wait for the
+// acknowledgement ran out. Waiting and trying again is the only remedy.
+func IsStorageError(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return api.Code == 503 || api.ErrorCode == errCodeInsufficientResources
+	}
+	for _, e := range []error{jetstream.ErrNoStreamResponse, nats.ErrNoResponders, nats.ErrTimeout,
+		context.DeadlineExceeded, nats.ErrConnectionClosed, nats.ErrDisconnected, nats.ErrConnectionDraining} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// errCodeInsufficientResources is JetStream's "insufficient resources".
+const errCodeInsufficientResources = 10023
 
 // RunnerConfig declares a consumer stage.
 type RunnerConfig struct {
@@ -85,27 +115,75 @@ type RunnerConfig struct {
 	FilterSubjects []string // optional
 	Workers        int      // concurrent handlers (default 4)
 	AckWait        time.Duration
-	MaxDeliver     int           // then dead-letter (default 10)
-	MaxAckPending  int           // default 1024
-	Backoff        time.Duration // base delay of Nak after a handler error (default 1s, doubled per delivery, max 1m)
+	// MaxDeliver: a message whose handler keeps failing (an unclassified
+	// error) is dead-lettered at this delivery (default 10; -1: never).
+	// Storage waits and Retry never end in a dead letter: the server's own
+	// delivery limit is off, so nothing is dropped without a dead letter.
+	MaxDeliver    int
+	MaxAckPending int           // default 1024
+	Backoff       time.Duration // base delay of Nak after a handler error (default 1s, doubled per delivery, max 1m)
 	// DeliverPolicy for a new consumer (default all).
 	DeliverPolicy jetstream.DeliverPolicy
+	// PlainAck acknowledges without waiting for the server's confirmation
+	// (no round trip per message). A lost ack only means a redelivery: use it
+	// when the handler's output is deduplicated (the evaluator's alerts by id).
+	PlainAck bool
+	// StorageBackoffMax caps the wait between attempts while NATS cannot
+	// store the stage's output (default 10s; full jitter over its upper half).
+	StorageBackoffMax time.Duration
+	// WatchInterval is how often the consumer and its stream are checked:
+	// pending gauge, stall watchdog, retention (default 2s).
+	WatchInterval time.Duration
+	// StallAfter: with messages pending and none delivered for this long,
+	// the pull is restarted and the stage is not ready (default 5s).
+	StallAfter time.Duration
+	// Heartbeat is the idle heartbeat of pull requests (default 1s; a pull
+	// request expires after 5 heartbeats). Two missed heartbeats make the
+	// client pull again, which bounds a lost pull request to about 2s.
+	Heartbeat time.Duration
 }
 
 // Runner is the generic consume→handle→ack loop every consumer stage uses.
+// It returns a message to the stream only when its handler's output (or
+// its dead letter) is stored; while NATS cannot store, it waits, logs,
+// counts and reports itself not ready.
 type Runner struct {
 	cfg     RunnerConfig
 	js      jetstream.JetStream
 	handler Handler
 	log     zerolog.Logger
 	m       *runnerMetrics
+	now     func() time.Time
+
+	restart      chan struct{} // the watchdog asks the puller to pull afresh
+	lastDelivery atomic.Int64  // unix ns of the newest delivery or handler end (or of the start)
+	inflight     atomic.Int64  // messages taken from the iterator and not yet acknowledged
+	consuming    atomic.Bool
+	stalled      atomic.Bool
+	hi           uint64 // highest stream sequence delivered (puller only)
+
+	mu           sync.Mutex
+	storageErr   error     // last storage failure
+	storageAt    time.Time // when
+	storageSince time.Time // first of the current run of failures
+	storageFails int       // consecutive failures (backoff exponent)
+	storageLog   time.Time // last error log line about it
+	behind       string    // why the consumer is behind the stream's retention ("": it is not)
+	skipAt       time.Time // last events found removed before they were handled
+	skipThrough  uint64    // stream sequences up to this one were checked for loss
+	firstSeq     uint64    // the stream's first sequence, last seen
+	firstSeqAt   time.Time
 }
 
 type runnerMetrics struct {
-	messages     *prometheus.CounterVec
-	latency      prometheus.Histogram
-	redeliveries prometheus.Counter
-	pending      prometheus.Gauge
+	messages       *prometheus.CounterVec
+	latency        prometheus.Histogram
+	redeliveries   prometheus.Counter
+	pending        prometheus.Gauge
+	storageFailing prometheus.Gauge
+	skipped        prometheus.Counter
+	behind         prometheus.Gauge
+	stalls         prometheus.Counter
 }
 
 // NewRunner builds a runner on d.JS. Metrics register on d.Reg (nil: not
@@ -130,6 +208,19 @@ func NewRunner(d Deps, cfg RunnerConfig, h Handler) (*Runner, error) {
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = time.Second
 	}
+	if cfg.StorageBackoffMax <= 0 {
+		cfg.StorageBackoffMax = 10 * time.Second
+	}
+	if cfg.WatchInterval <= 0 {
+		cfg.WatchInterval = 2 * time.Second
+	}
+	if cfg.StallAfter <= 0 {
+		cfg.StallAfter = 5 * time.Second
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	cfg.Heartbeat = min(max(cfg.Heartbeat, 500*time.Millisecond), 30*time.Second)
 	m := &runnerMetrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rcwatch_stage_messages_total", Help: "Messages handled by a consumer stage, by result.",
@@ -144,25 +235,45 @@ func NewRunner(d Deps, cfg RunnerConfig, h Handler) (*Runner, error) {
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rcwatch_consumer_pending", Help: "Messages in the stream not yet delivered to the stage's consumer.",
 		}),
+		storageFailing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rcwatch_stage_storage_failing",
+			Help: "1 while NATS cannot store the stage's output (messages wait and are retried), else 0.",
+		}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rcwatch_stage_skipped_total",
+			Help: "Messages removed by the stream's retention before the stage's consumer reached them (never handled).",
+		}),
+		behind: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rcwatch_stage_behind_retention",
+			Help: "1 while the consumer's next message is older than the stream's first (messages are being lost), else 0.",
+		}),
+		stalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rcwatch_stage_pull_stalls_total",
+			Help: "Times the watchdog restarted the pull: messages pending and none delivered for StallAfter.",
+		}),
 	}
 	if reg != nil {
 		w := prometheus.WrapRegistererWith(prometheus.Labels{"stage": cfg.Stage}, reg)
-		for _, c := range []prometheus.Collector{m.messages, m.latency, m.redeliveries, m.pending} {
+		for _, c := range []prometheus.Collector{m.messages, m.latency, m.redeliveries, m.pending,
+			m.storageFailing, m.skipped, m.behind, m.stalls} {
 			if err := w.Register(c); err != nil {
 				return nil, fmt.Errorf("registering %s stage metrics: %w", cfg.Stage, err)
 			}
 		}
 	}
-	return &Runner{cfg: cfg, js: js, handler: h, log: d.Logger(cfg.Stage), m: m}, nil
+	return &Runner{cfg: cfg, js: js, handler: h, log: d.Logger(cfg.Stage), m: m, now: d.Clock(),
+		restart: make(chan struct{}, 1)}, nil
 }
 
 // Consumer creates or updates the durable consumer and returns it.
 func (r *Runner) Consumer(ctx context.Context) (jetstream.Consumer, error) {
 	cc := jetstream.ConsumerConfig{
-		Durable:        r.cfg.Durable,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        r.cfg.AckWait,
-		MaxDeliver:     r.cfg.MaxDeliver + 1, // the runner dead-letters at MaxDeliver itself
+		Durable:   r.cfg.Durable,
+		AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait:   r.cfg.AckWait,
+		// No server-side delivery limit: the runner dead-letters at
+		// MaxDeliver itself, and only once the dead letter is stored.
+		MaxDeliver:     -1,
 		MaxAckPending:  r.cfg.MaxAckPending,
 		DeliverPolicy:  r.cfg.DeliverPolicy,
 		FilterSubjects: r.cfg.FilterSubjects,
@@ -172,6 +283,46 @@ func (r *Runner) Consumer(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, fmt.Errorf("creating consumer %s on %s: %w", r.cfg.Durable, r.cfg.Stream, err)
 	}
 	return c, nil
+}
+
+// Ready reports whether the stage is doing its job: its consumer is
+// running, it is not stalled with messages pending, it is not behind the
+// stream's retention, and NATS stores what it publishes.
+func (r *Runner) Ready() error {
+	if !r.consuming.Load() {
+		return fmt.Errorf("consumer %s on %s not running", r.cfg.Durable, r.cfg.Stream)
+	}
+	var errs []error
+	if r.stalled.Load() {
+		errs = append(errs, fmt.Errorf("consumer %s stalled: messages pending, none delivered for %v",
+			r.cfg.Durable, r.cfg.StallAfter))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if r.storageErr != nil && now.Sub(r.storageAt) < r.storageWindow() {
+		errs = append(errs, fmt.Errorf("NATS cannot store this stage's output since %s (messages wait): %w",
+			r.storageSince.UTC().Format(time.RFC3339), r.storageErr))
+	}
+	if r.behind != "" {
+		errs = append(errs, errors.New(r.behind))
+	} else if !r.skipAt.IsZero() && now.Sub(r.skipAt) < r.skipWindow() {
+		errs = append(errs, fmt.Errorf("messages of %s were removed by retention before %s handled them (at %s)",
+			r.cfg.Stream, r.cfg.Stage, r.skipAt.UTC().Format(time.RFC3339)))
+	}
+	return errors.Join(errs...)
+}
+
+// storageWindow is how long after its last storage failure the stage
+// still reports it (the retries of a failing message are this far apart).
+func (r *Runner) storageWindow() time.Duration { return 2 * r.cfg.StorageBackoffMax }
+
+func (r *Runner) skipWindow() time.Duration { return 10 * r.cfg.WatchInterval }
+
+// delivery is a message with its parsed metadata.
+type delivery struct {
+	msg jetstream.Msg
+	md  *jetstream.MsgMetadata
 }
 
 // Run consumes until ctx is cancelled, then drains: it stops pulling, lets
@@ -185,27 +336,35 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	r.started(ctx, cons)
 	stopped := make(chan struct{})
-	go r.watchPending(ctx, cons, stopped)
+	watchDone := make(chan struct{})
+	consCh := make(chan jetstream.Consumer, 1)
+	go func() {
+		defer close(watchDone)
+		r.watch(ctx, cons, consCh, stopped)
+	}()
 
-	work := make(chan jetstream.Msg)
+	work := make(chan delivery)
 	hctx := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for range r.cfg.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for msg := range work {
-				r.handle(hctx, msg)
+			for d := range work {
+				r.handle(hctx, ctx.Done(), d)
 			}
 		}()
 	}
 	r.log.Info().Str("consumer", r.cfg.Durable).Int("workers", r.cfg.Workers).Msg("stage consuming")
+	r.consuming.Store(true)
 	retry := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		if err := r.pull(ctx, cons, work); err != nil {
 			// The server went away, the consumer was deleted or moved: start
 			// pulling again (recreating the consumer) until ctx ends.
+			r.consuming.Store(false)
 			r.log.Warn().Err(err).Dur("retry_in", retry).Msg("pulling interrupted; resuming")
 			select {
 			case <-ctx.Done():
@@ -214,36 +373,86 @@ func (r *Runner) Run(ctx context.Context) error {
 			retry = min(2*retry, 5*time.Second)
 			if c, err := r.Consumer(ctx); err == nil {
 				cons = c
+				r.started(ctx, c)
+				select {
+				case consCh <- c:
+				default:
+				}
 			}
 			continue
 		}
+		r.consuming.Store(true)
 		retry = 100 * time.Millisecond
 	}
+	r.consuming.Store(false)
 	close(stopped)
 	close(work)
 	wg.Wait()
+	<-watchDone
 	r.log.Info().Msg("stage drained")
 	return nil
 }
 
+// started notes where the consumer is: messages before its delivered
+// sequence are not ours to report lost.
+func (r *Runner) started(ctx context.Context, cons jetstream.Consumer) {
+	r.lastDelivery.Store(r.now().UnixNano())
+	ci := cons.CachedInfo()
+	if ci == nil {
+		return
+	}
+	r.hi = max(r.hi, ci.Delivered.Stream)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ci.Delivered.Stream == 0 && r.skipThrough == 0 {
+		// Nothing delivered yet: what retention removed before this
+		// consumer existed was never this stage's to handle.
+		if first, err := r.streamFirstSeq(ctx); err == nil && first > 0 {
+			r.skipThrough = first - 1
+		}
+	}
+	r.skipThrough = max(r.skipThrough, ci.Delivered.Stream)
+}
+
 // pull hands messages to the workers until ctx ends (then it drains the
-// iterator: the messages already fetched are still handled) or the
-// iterator fails for good. A missed heartbeat is not fatal: the iterator
-// issues a new pull request by itself.
-func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- jetstream.Msg) error {
-	iter, err := cons.Messages(jetstream.PullMaxMessages(max(2*r.cfg.Workers, 16)))
+// iterator: the messages already fetched are still handled), the watchdog
+// asks for a fresh pull (it returns nil), or the iterator fails for good. A
+// missed heartbeat is not fatal: the iterator issues a new pull request.
+func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- delivery) error {
+	hb := r.cfg.Heartbeat
+	iter, err := cons.Messages(jetstream.PullMaxMessages(max(2*r.cfg.Workers, 16)),
+		jetstream.PullHeartbeat(hb), jetstream.PullExpiry(max(5*hb, time.Second)))
 	if err != nil {
 		return fmt.Errorf("starting to pull from %s: %w", r.cfg.Durable, err)
 	}
 	stop := context.AfterFunc(ctx, iter.Drain)
 	defer stop()
+	var restarting atomic.Bool
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-r.restart:
+			restarting.Store(true)
+			iter.Drain()
+		case <-done:
+		}
+	}()
+	filtered := len(r.cfg.FilterSubjects) > 0
 	for {
 		msg, err := iter.Next()
 		switch {
 		case err == nil:
-			work <- msg
+			md, _ := msg.Metadata()
+			r.lastDelivery.Store(r.now().UnixNano())
+			r.stalled.Store(false)
+			r.inflight.Add(1)
+			if md != nil && md.NumDelivered == 1 && !filtered {
+				r.checkGap(ctx, md.Sequence.Stream)
+			}
+			work <- delivery{msg: msg, md: md}
 		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || restarting.Load() {
 				return nil
 			}
 			return fmt.Errorf("pulling from %s: iterator closed", r.cfg.Durable)
@@ -256,10 +465,67 @@ func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- 
 	}
 }
 
-func (r *Runner) handle(ctx context.Context, msg jetstream.Msg) {
-	md, err := msg.Metadata()
+// checkGap is called in delivery order with the stream sequence of each
+// first delivery. A jump past the highest sequence delivered so far means
+// the messages between were never delivered to this consumer; those below
+// the stream's first sequence were removed by retention: lost to the stage.
+// (Replicas sharing the durable see each other's messages as gaps; those
+// are still in the stream and not counted.)
+func (r *Runner) checkGap(ctx context.Context, seq uint64) {
+	hi := r.hi
+	if seq > hi {
+		r.hi = seq
+	}
+	if hi == 0 || seq <= hi+1 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if seq-1 <= r.skipThrough {
+		return
+	}
+	first := r.firstSeq
+	if r.now().Sub(r.firstSeqAt) > 50*time.Millisecond {
+		if f, err := r.streamFirstSeq(ctx); err == nil {
+			first = f
+		}
+	}
+	from := max(hi, r.skipThrough) + 1
+	through := min(seq-1, first-1)
+	if first == 0 || through < from {
+		return
+	}
+	r.skipped(from, through)
+}
+
+// skipped records that stream sequences from..through were removed before
+// the stage handled them. Called with r.mu held.
+func (r *Runner) skipped(from, through uint64) {
+	n := through - from + 1
+	r.skipThrough = through
+	r.skipAt = r.now()
+	r.m.skipped.Add(float64(n))
+	r.log.Error().Uint64("first_seq", from).Uint64("last_seq", through).Uint64("count", n).Str("stream", r.cfg.Stream).
+		Msg("messages removed by the stream's retention before this stage handled them: they are lost to it")
+}
+
+// streamFirstSeq asks the stream for its first sequence. Called with r.mu held.
+func (r *Runner) streamFirstSeq(ctx context.Context) (uint64, error) {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	s, err := r.js.Stream(ictx, r.cfg.Stream)
+	if err != nil {
+		return 0, fmt.Errorf("looking up stream %s: %w", r.cfg.Stream, err)
+	}
+	info := s.CachedInfo()
+	r.firstSeq, r.firstSeqAt = info.State.FirstSeq, r.now()
+	return info.State.FirstSeq, nil
+}
+
+func (r *Runner) handle(ctx context.Context, stop <-chan struct{}, d delivery) {
+	msg, md := d.msg, d.md
 	delivered := 1
-	if err == nil {
+	if md != nil {
 		delivered = int(md.NumDelivered)
 	}
 	if delivered > 1 {
@@ -269,31 +535,24 @@ func (r *Runner) handle(ctx context.Context, msg jetstream.Msg) {
 	herr := r.handler(ctx, msg)
 	r.m.latency.Observe(time.Since(start).Seconds())
 	out := Classify(herr, delivered, r.cfg.MaxDeliver)
+	var err error
 	switch out {
 	case OutcomeAck:
-		err = msg.DoubleAck(ctx)
+		if r.cfg.PlainAck {
+			err = msg.Ack()
+		} else {
+			err = msg.DoubleAck(ctx)
+		}
 	case OutcomeRetry:
 		var re *RetryError
 		errors.As(herr, &re)
 		r.log.Debug().Err(herr).Msg("handler asked for a retry")
 		err = msg.NakWithDelay(re.Wait)
+	case OutcomeStorageWait:
+		wait := r.storageFailed(herr)
+		err = msg.NakWithDelay(wait)
 	case OutcomeDeadLetter:
-		reason := "max_deliver"
-		var inv *InvalidError
-		if errors.As(herr, &inv) {
-			reason = inv.Reason
-		}
-		seq := uint64(0)
-		if md != nil {
-			seq = md.Sequence.Stream
-		}
-		r.log.Error().Err(herr).Str("reason", reason).Uint64("stream_seq", seq).Str("subject", msg.Subject()).
-			Msg("message dead-lettered")
-		if err = DeadLetter(ctx, r.js, r.cfg.Stage, reason, r.cfg.Stream+":"+strconv.FormatUint(seq, 10), msg.Subject(), msg.Data()); err == nil {
-			err = msg.Term()
-		} else {
-			_ = msg.Nak()
-		}
+		err = r.deadLetter(ctx, stop, d, herr)
 	case OutcomeNak:
 		wait := min(r.cfg.Backoff<<min(delivered-1, 6), time.Minute)
 		r.log.Warn().Err(herr).Int("delivered", delivered).Dur("retry_in", wait).Msg("handler failed; will redeliver")
@@ -303,24 +562,157 @@ func (r *Runner) handle(ctx context.Context, msg jetstream.Msg) {
 		r.log.Warn().Err(err).Str("outcome", out.String()).Msg("acknowledging message failed; it will be redelivered")
 	}
 	r.m.messages.WithLabelValues(out.String()).Inc()
+	r.inflight.Add(-1)
+	r.lastDelivery.Store(r.now().UnixNano())
 }
 
-func (r *Runner) watchPending(ctx context.Context, cons jetstream.Consumer, stopped <-chan struct{}) {
-	t := time.NewTicker(5 * time.Second)
+// deadLetter stores the message on dlq.<stage> and only then terminates it.
+// While NATS cannot store the dead letter, it keeps the message (telling
+// the server it is in progress) and tries again with capped, jittered
+// backoff; at shutdown, or on any other failure, the message is handed
+// back for redelivery. A message never ends without its dead letter.
+func (r *Runner) deadLetter(ctx context.Context, stop <-chan struct{}, d delivery, herr error) error {
+	msg := d.msg
+	reason := "max_deliver"
+	var inv *InvalidError
+	if errors.As(herr, &inv) {
+		reason = inv.Reason
+	}
+	seq := uint64(0)
+	if d.md != nil {
+		seq = d.md.Sequence.Stream
+	}
+	r.log.Error().Err(herr).Str("reason", reason).Uint64("stream_seq", seq).Str("subject", msg.Subject()).
+		Msg("message dead-lettered")
+	source := r.cfg.Stream + ":" + strconv.FormatUint(seq, 10)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := DeadLetter(pctx, r.js, r.cfg.Stage, reason, source, msg.Subject(), msg.Data())
+		cancel()
+		if err == nil {
+			return msg.Term()
+		}
+		if !IsStorageError(err) {
+			_ = msg.NakWithDelay(r.cfg.Backoff)
+			return err
+		}
+		wait := r.storageFailed(err)
+		_ = msg.InProgress() // we still hold it: no redelivery to another worker meanwhile
+		select {
+		case <-stop:
+			_ = msg.Nak()
+			return err
+		case <-time.After(min(wait, r.cfg.AckWait/2)):
+		}
+	}
+}
+
+// storageFailed records a failure to store, logs it (at most every 10s)
+// and returns how long to wait before the next attempt: capped exponential
+// backoff with jitter over its upper half.
+func (r *Runner) storageFailed(err error) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if r.storageErr == nil || now.Sub(r.storageAt) >= r.storageWindow() {
+		r.storageSince, r.storageFails = now, 0
+	}
+	r.storageErr, r.storageAt = err, now
+	r.storageFails++
+	r.m.storageFailing.Set(1)
+	d := min(100*time.Millisecond<<min(r.storageFails-1, 16), r.cfg.StorageBackoffMax)
+	wait := d/2 + rand.N(d/2+1)
+	if now.Sub(r.storageLog) >= 10*time.Second {
+		r.storageLog = now
+		r.log.Error().Err(err).Int("failures", r.storageFails).Time("since", r.storageSince).Dur("retry_in", wait).
+			Msg("NATS cannot store this stage's output; messages wait and are retried (none is dropped)")
+	}
+	return wait
+}
+
+// watch checks the consumer and its stream every WatchInterval: the
+// pending gauge, the stall watchdog, the retention check, and the end of
+// a storage failure.
+func (r *Runner) watch(ctx context.Context, cons jetstream.Consumer, consCh <-chan jetstream.Consumer, stopped <-chan struct{}) {
+	t := time.NewTicker(r.cfg.WatchInterval)
 	defer t.Stop()
 	for {
-		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if info, err := cons.Info(ictx); err == nil {
-			r.m.pending.Set(float64(info.NumPending))
-		}
-		cancel()
 		select {
 		case <-ctx.Done():
 			return
 		case <-stopped:
 			return
+		case c := <-consCh:
+			cons = c
 		case <-t.C:
 		}
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ci, err := cons.Info(ictx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		r.m.pending.Set(float64(ci.NumPending))
+		r.checkStall(ci)
+		r.checkRetention(ctx, ci)
+		r.mu.Lock()
+		if r.storageErr != nil && r.now().Sub(r.storageAt) >= r.storageWindow() {
+			r.log.Info().Time("since", r.storageSince).Msg("NATS stores this stage's output again")
+			r.storageErr = nil
+			r.m.storageFailing.Set(0)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// checkStall restarts the pull when messages wait, the stage holds none
+// (no handler running, none queued), and nothing was delivered or handled
+// for StallAfter (a pull request lost
+// between client and server would otherwise hold the stage until the
+// client misses two heartbeats).
+func (r *Runner) checkStall(ci *jetstream.ConsumerInfo) {
+	idle := r.now().Sub(time.Unix(0, r.lastDelivery.Load()))
+	if ci.NumPending == 0 || r.inflight.Load() > 0 || idle < r.cfg.StallAfter {
+		r.stalled.Store(false)
+		return
+	}
+	r.stalled.Store(true)
+	r.m.stalls.Inc()
+	r.log.Warn().Uint64("pending", ci.NumPending).Int("waiting_pulls", ci.NumWaiting).Dur("idle", idle).
+		Msg("messages pending and none delivered; pulling afresh")
+	select {
+	case r.restart <- struct{}{}:
+	default:
+	}
+}
+
+// checkRetention compares the consumer's next sequence with the stream's
+// first: below it, messages this stage never reached were removed.
+func (r *Runner) checkRetention(ctx context.Context, ci *jetstream.ConsumerInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	first, err := r.streamFirstSeq(ctx)
+	if err != nil || first == 0 {
+		return
+	}
+	next := ci.Delivered.Stream + 1
+	if next >= first {
+		if r.behind != "" {
+			r.log.Info().Str("stream", r.cfg.Stream).Msg("consumer is within the stream's retention again")
+		}
+		r.behind = ""
+		r.m.behind.Set(0)
+		return
+	}
+	r.behind = fmt.Sprintf("consumer %s is behind the retention of %s: its next message %d is before the first kept, %d",
+		r.cfg.Durable, r.cfg.Stream, next, first)
+	r.m.behind.Set(1)
+	if len(r.cfg.FilterSubjects) == 0 && first-1 > r.skipThrough {
+		r.skipped(max(next, r.skipThrough+1), first-1)
+	} else if len(r.cfg.FilterSubjects) > 0 {
+		r.skipAt = r.now()
+		r.log.Error().Uint64("next_seq", next).Uint64("first_seq", first).Str("stream", r.cfg.Stream).
+			Msg("messages removed by the stream's retention before this stage reached them")
 	}
 }
 
@@ -334,6 +726,8 @@ func DeadLetter(ctx context.Context, js jetstream.JetStream, stage, reason, sour
 	if subject != "" {
 		m.Header.Set("Rc-Original-Subject", subject)
 	}
+	// A retry after a lost acknowledgement stores it once.
+	m.Header.Set(jetstream.MsgIDHeader, "dlq:"+stage+":"+source)
 	if _, err := js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("publishing dead letter for %s: %w", source, err)
 	}

@@ -1,0 +1,317 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
+	"github.com/rcwatch/rcwatch/pipeline"
+)
+
+// metricValue sums the samples of a counter or gauge whose labels include want.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for k, v := range want {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == k && l.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			if m.GetCounter() != nil {
+				sum += m.GetCounter().GetValue()
+			}
+			if m.GetGauge() != nil {
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// syncBuffer is a log sink shared by the runner's goroutines and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fillStream limits a stream to max bytes, refusing new messages (DiscardNew),
+// and fills it with one message so that every further publish fails with 503.
+func fillStream(t *testing.T, js jetstream.JetStream, name, subject string, maxBytes int64) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, name)
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.MaxBytes, cfg.Discard = maxBytes, jetstream.DiscardNew
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, subject, bytes.Repeat([]byte("x"), int(maxBytes)-200))
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, subject, bytes.Repeat([]byte("y"), 300))
+	require.Error(t, err, "the stream is full")
+}
+
+// freeStream removes the limit and the filler.
+func freeStream(t *testing.T, js jetstream.JetStream, name string) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, name)
+	require.NoError(t, err)
+	require.NoError(t, s.Purge(ctx))
+	cfg := s.CachedInfo().Config
+	cfg.MaxBytes, cfg.Discard = -1, jetstream.DiscardOld
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+}
+
+// With ALERTS and DEADLETTER full, every alert and dead-letter publish fails
+// (503). The runner keeps every event, far past MaxDeliver, says so
+// (Ready, metric, error log), and once space is freed every event ends with
+// its alert or its dead letter: nothing lost.
+func TestRunnerWaitsWhileStorageIsFull(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const n, poisonEvery = 100, 10
+	for i := range n {
+		_, err := js.Publish(ctx, "rc.testwiki.edit", []byte(strconv.Itoa(i)))
+		require.NoError(t, err)
+	}
+	fillStream(t, js, pipeline.StreamAlerts, "alert.filler.x", 2048)
+	fillStream(t, js, pipeline.StreamDeadLetter, "dlq.filler", 2048)
+
+	h := func(ctx context.Context, m jetstream.Msg) error {
+		i, _ := strconv.Atoi(string(m.Data()))
+		if i%poisonEvery == 0 {
+			return pipeline.Invalid("poison", errors.New("cannot be handled"))
+		}
+		a := nats.NewMsg("alert.testwiki.rule")
+		a.Data = bytes.Repeat([]byte("a"), 300)
+		a.Header.Set(jetstream.MsgIDHeader, "alert-"+string(m.Data()))
+		if _, err := js.PublishMsg(ctx, a); err != nil {
+			return fmt.Errorf("publishing alert: %w", err)
+		}
+		return nil
+	}
+	reg := prometheus.NewRegistry()
+	logs := &syncBuffer{}
+	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.New(logs)}, pipeline.RunnerConfig{
+		Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test", MaxDeliver: 3, Workers: 16,
+		Backoff: 10 * time.Millisecond, StorageBackoffMax: 200 * time.Millisecond, WatchInterval: 50 * time.Millisecond,
+		AckWait: 5 * time.Second, PlainAck: true,
+	}, h)
+	require.NoError(t, err)
+	require.ErrorContains(t, r.Ready(), "not running")
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+
+	// Every alert-producing event is tried again and again: well past
+	// MaxDeliver (3), where the old runner dead-lettered (into a full
+	// DEADLETTER) and the server stopped delivering.
+	alerting := float64(n - n/poisonEvery)
+	require.Eventually(t, func() bool {
+		return metricValue(t, reg, "rcwatch_stage_messages_total", map[string]string{"result": "storage_wait"}) >= 5*alerting
+	}, 60*time.Second, 20*time.Millisecond)
+	err = r.Ready()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "NATS cannot store")
+	assert.Equal(t, 1.0, metricValue(t, reg, "rcwatch_stage_storage_failing", nil))
+	assert.Zero(t, metricValue(t, reg, "rcwatch_stage_messages_total", map[string]string{"result": "ok"}))
+	assert.Zero(t, metricValue(t, reg, "rcwatch_stage_messages_total", map[string]string{"result": "dead_letter"}),
+		"no dead letter is counted done while DEADLETTER is full")
+	assert.Contains(t, logs.String(), "NATS cannot store this stage's output")
+	c, err := js.Consumer(ctx, pipeline.StreamRecentChange, "test")
+	require.NoError(t, err)
+	ci, err := c.Info(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, n, ci.NumAckPending, "every event is still held")
+
+	freeStream(t, js, pipeline.StreamAlerts)
+	freeStream(t, js, pipeline.StreamDeadLetter)
+	require.Eventually(t, func() bool {
+		ci, err := c.Info(ctx)
+		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0
+	}, 60*time.Second, 20*time.Millisecond)
+
+	alerts := natstest.StreamMessages(t, js, pipeline.StreamAlerts, int(alerting), 10*time.Second)
+	ids := map[string]bool{}
+	for _, m := range alerts {
+		ids[m.Headers().Get(jetstream.MsgIDHeader)] = true
+	}
+	dead := natstest.StreamMessages(t, js, pipeline.StreamDeadLetter, n/poisonEvery, 10*time.Second)
+	deadData := map[string]string{}
+	for _, m := range dead {
+		deadData[string(m.Data())] = m.Headers().Get(pipeline.HeaderReason)
+	}
+	for i := range n {
+		if i%poisonEvery == 0 {
+			assert.Equal(t, "poison", deadData[strconv.Itoa(i)], "event %d dead-lettered", i)
+		} else {
+			assert.True(t, ids["alert-"+strconv.Itoa(i)], "event %d has its alert", i)
+		}
+	}
+	assert.Len(t, alerts, int(alerting), "each alert stored once")
+	assert.Len(t, dead, n/poisonEvery, "each dead letter stored once")
+	require.Eventually(t, func() bool {
+		return r.Ready() == nil && metricValue(t, reg, "rcwatch_stage_storage_failing", nil) == 0
+	}, 10*time.Second, 20*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// Events removed by retention before the consumer reached them are
+// detected (next sequence below the stream's first), counted, logged at
+// error level, and reported by Ready.
+func TestRunnerReportsEventsAgedOut(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx := context.Background()
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			_, err := js.Publish(ctx, "rc.testwiki.edit", []byte(strconv.Itoa(i)))
+			require.NoError(t, err)
+		}
+	}
+	var mu sync.Mutex
+	var seen []string
+	h := func(_ context.Context, m jetstream.Msg) error {
+		mu.Lock()
+		seen = append(seen, string(m.Data()))
+		mu.Unlock()
+		return nil
+	}
+	handled := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen)
+	}
+	start := func(reg *prometheus.Registry, logs *syncBuffer) (*pipeline.Runner, func()) {
+		r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.New(logs)}, pipeline.RunnerConfig{
+			Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test",
+			WatchInterval: 50 * time.Millisecond, PlainAck: true,
+		}, h)
+		require.NoError(t, err)
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(rctx) }()
+		return r, func() { cancel(); require.NoError(t, <-done) }
+	}
+
+	publish(0, 10)
+	_, stop := start(prometheus.NewRegistry(), &syncBuffer{})
+	require.Eventually(t, func() bool { return handled() == 10 }, 10*time.Second, 10*time.Millisecond)
+	stop()
+
+	// While the stage is down, 100 more arrive and retention keeps only 20.
+	publish(10, 110)
+	s, err := js.Stream(ctx, pipeline.StreamRecentChange)
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs = 20
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+
+	reg := prometheus.NewRegistry()
+	logs := &syncBuffer{}
+	r, stop := start(reg, logs)
+	defer stop()
+	require.Eventually(t, func() bool { return handled() == 30 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		return metricValue(t, reg, "rcwatch_stage_skipped_total", nil) == 80
+	}, 10*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	got := map[string]bool{}
+	for _, v := range seen[10:] {
+		got[v] = true
+	}
+	mu.Unlock()
+	for i := 90; i < 110; i++ {
+		assert.True(t, got[strconv.Itoa(i)], "event %d kept by retention is handled", i)
+	}
+	err = r.Ready()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "retention")
+	assert.Contains(t, logs.String(), `"level":"error"`)
+	assert.Contains(t, logs.String(), `"count":80`)
+	assert.Equal(t, 80.0, metricValue(t, reg, "rcwatch_stage_skipped_total", nil), "counted once")
+}
+
+// A consumer that stops delivering while messages are pending (here: paused
+// on the server) makes the stage not ready and the watchdog pull afresh;
+// when deliveries resume the stage is ready again.
+func TestRunnerReportsStall(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	n := 0
+	h := func(context.Context, jetstream.Msg) error { mu.Lock(); n++; mu.Unlock(); return nil }
+	reg := prometheus.NewRegistry()
+	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.Nop()}, pipeline.RunnerConfig{
+		Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test",
+		WatchInterval: 50 * time.Millisecond, StallAfter: 300 * time.Millisecond, PlainAck: true,
+	}, h)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	require.Eventually(t, func() bool { return r.Ready() == nil }, 10*time.Second, 10*time.Millisecond)
+
+	_, err = js.PauseConsumer(ctx, pipeline.StreamRecentChange, "test", time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, "rc.testwiki.edit", []byte("waiting"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		err := r.Ready()
+		return err != nil && strings.Contains(err.Error(), "stalled")
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.GreaterOrEqual(t, metricValue(t, reg, "rcwatch_stage_pull_stalls_total", nil), 1.0)
+
+	_, err = js.ResumeConsumer(ctx, pipeline.StreamRecentChange, "test")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return n == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return r.Ready() == nil }, 10*time.Second, 10*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+}
