@@ -139,6 +139,9 @@ func NewStage(d pipeline.Deps, cfg StageConfig, enricher Enricher) (*Stage, erro
 	}
 	s.runner, err = pipeline.NewRunner(d, pipeline.RunnerConfig{
 		Stage: "rules", Stream: pipeline.StreamRecentChange, Durable: cfg.Durable, Workers: cfg.Workers,
+		// Alerts are deduplicated by id: a lost ack only re-evaluates the
+		// event, so no round trip per message (issue 12).
+		PlainAck: true,
 	}, s.handle)
 	if err != nil {
 		return nil, err
@@ -146,12 +149,14 @@ func NewStage(d pipeline.Deps, cfg StageConfig, enricher Enricher) (*Stage, erro
 	return s, nil
 }
 
-// Ready reports whether rules are loaded (an evaluator with none does nothing).
+// Ready reports whether rules are loaded (an evaluator with none does
+// nothing) and the consumer is doing its job (pipeline.Runner.Ready:
+// running, not stalled, not behind retention, alerts stored).
 func (s *Stage) Ready() error {
 	if len(s.engine.Rules()) == 0 {
 		return errors.New("no rules loaded")
 	}
-	return nil
+	return s.runner.Ready()
 }
 
 // Engine is the stage's rule engine.
