@@ -49,6 +49,7 @@ func newRootCmd() *cobra.Command {
 		newEvaluateCmd(),
 		newRulesCmd(),
 		newActCmd(),
+		newFeedCmd(),
 	)
 	return root
 }

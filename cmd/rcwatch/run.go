@@ -12,6 +12,7 @@ func newRunCmd() *cobra.Command {
 		ev  evaluateFlags
 		irc ircFlags
 		ed  editFlags
+		fd  feedFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -29,6 +30,9 @@ evaluator always; the IRC worker with --irc-config; the edit worker with --edit-
 			if ed.Config != "" {
 				stages = append(stages, ed.stage)
 			}
+			if fd.Addr != "" {
+				stages = append(stages, fd.stage) // the patroller feed; Run logs the URL to open
+			}
 			return runStages(cmd.Context(), "run", c, &emb, stages...)
 		},
 	}
@@ -39,5 +43,6 @@ evaluator always; the IRC worker with --irc-config; the edit worker with --edit-
 	ev.register(fs)
 	irc.register(fs, "irc-")
 	ed.register(fs, "edit-")
+	fd.register(fs, "127.0.0.1:8080")
 	return cmd
 }
