@@ -28,9 +28,6 @@ const (
 	// BucketFeedClaims holds the patroller feed's claims ("on it", "done"),
 	// key claim.<alert stream sequence>, each with a per-key TTL.
 	BucketFeedClaims = "feed-claims"
-	// BucketFeedClaims holds the patroller feed's claims ("on it", "done"),
-	// key claim.<alert stream sequence>, each with a per-key TTL.
-	BucketFeedClaims = "feed-claims"
 
 	// HeaderEventTime carries meta.dt on RECENTCHANGE messages.
 	HeaderEventTime = "Rc-Event-Time"
@@ -185,50 +182,6 @@ func tokensOrStar(in []string) []string {
 	return out
 }
 
-// AlertFilterSubjects returns the filter subjects of the alerts of the
-// given wikis and rules (alert.<wiki>.<rule>, a '*' token for an empty
-// side), or nil for every alert. It returns nil too when the product would
-// exceed 64 subjects: the caller then filters in memory.
-func AlertFilterSubjects(wikis, rules []string) []string {
-	if len(wikis) == 0 && len(rules) == 0 || max(len(wikis), 1)*max(len(rules), 1) > 64 {
-		return nil
-	}
-	ws, rs := tokensOrStar(wikis), tokensOrStar(rules)
-	out := make([]string, 0, len(ws)*len(rs))
-	for _, w := range ws {
-		for _, r := range rs {
-			out = append(out, "alert."+w+"."+r)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-// RecentChangeFilterSubjects returns the filter subjects of the events of
-// the given types on the given wikis (rc.<wiki>.<type>, '*' for an empty side).
-func RecentChangeFilterSubjects(wikis, types []string) []string {
-	ws, ts := tokensOrStar(wikis), tokensOrStar(types)
-	out := make([]string, 0, len(ws)*len(ts))
-	for _, w := range ws {
-		for _, t := range ts {
-			out = append(out, "rc."+w+"."+t)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-func tokensOrStar(in []string) []string {
-	if len(in) == 0 {
-		return []string{"*"}
-	}
-	out := make([]string, len(in))
-	for i, s := range in {
-		out[i] = SubjectToken(s)
-	}
-	return out
-}
-
 // DeadLetterSubject is dlq.<stage>.
 func DeadLetterSubject(stage string) string { return "dlq." + SubjectToken(stage) }
 
@@ -313,9 +266,6 @@ func (t Topology) KeyValueConfigs() []jetstream.KeyValueConfig {
 		{Bucket: BucketRules, History: 1, Storage: t.Storage, Replicas: t.Replicas, MaxBytes: 16 << 20,
 			LimitMarkerTTL: time.Minute,
 			Description:    "rule lists (watched pages, bad words, trusted users) with optional expiry; mutes"},
-		{Bucket: BucketFeedClaims, History: 1, Storage: t.Storage, Replicas: t.Replicas, MaxBytes: 8 << 20,
-			TTL: 7 * 24 * time.Hour, LimitMarkerTTL: time.Minute, MaxValueSize: 1024,
-			Description: "patroller feed claims: key claim.<alert seq> = {id,state,name,at} (per-key TTL)"},
 		{Bucket: BucketFeedClaims, History: 1, Storage: t.Storage, Replicas: t.Replicas, MaxBytes: 8 << 20,
 			TTL: 7 * 24 * time.Hour, LimitMarkerTTL: time.Minute, MaxValueSize: 1024,
 			Description: "patroller feed claims: key claim.<alert seq> = {id,state,name,at} (per-key TTL)"},
