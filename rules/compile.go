@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -32,9 +33,46 @@ func IsListFile(name string) bool {
 	return ext == ".list" || ext == ".txt"
 }
 
-// CompileOptions bound what an expression may be.
+// CompileOptions bound what a rule file and an expression may be. The
+// bounds are checked before anything is parsed, so a hostile file is an
+// error, never a stack overflow or an allocation the size of the input.
 type CompileOptions struct {
-	MaxNodes uint // AST nodes per expression (default 2000)
+	MaxNodes     uint // AST nodes per expression (default 2000)
+	MaxExprBytes int  // bytes of one expression's source (default 16 KiB)
+	MaxDepth     int  // nesting of brackets in one expression (default 64)
+	MaxFileBytes int  // bytes of one list file (default 8 MiB)
+	MaxRuleBytes int  // bytes of all rule (YAML) files together (default 4 MiB)
+	MaxRules     int  // rules across all files (default 10000)
+}
+
+// Default bounds of CompileOptions.
+const (
+	DefaultMaxExprBytes = 16 << 10
+	DefaultMaxDepth     = 64
+	DefaultMaxFileBytes = 8 << 20
+	DefaultMaxRuleBytes = 4 << 20
+	DefaultMaxRules     = 10000
+)
+
+func (o *CompileOptions) defaults() {
+	if o.MaxNodes == 0 {
+		o.MaxNodes = 2000
+	}
+	if o.MaxExprBytes <= 0 {
+		o.MaxExprBytes = DefaultMaxExprBytes
+	}
+	if o.MaxDepth <= 0 {
+		o.MaxDepth = DefaultMaxDepth
+	}
+	if o.MaxFileBytes <= 0 {
+		o.MaxFileBytes = DefaultMaxFileBytes
+	}
+	if o.MaxRuleBytes <= 0 {
+		o.MaxRuleBytes = DefaultMaxRuleBytes
+	}
+	if o.MaxRules <= 0 {
+		o.MaxRules = DefaultMaxRules
+	}
 }
 
 // Rule is a compiled rule: its spec, where it came from, its expressions
@@ -84,6 +122,7 @@ type compiler struct {
 	opts  []expr.Option
 	rc    *regexCache
 	lists *Lists
+	o     CompileOptions
 }
 
 // Compile loads rule and list files, type-checks every expression and
@@ -105,13 +144,27 @@ type parsedFile struct {
 }
 
 func compileSources(srcs []Source, o CompileOptions, rc *regexCache) (*compiled, error) {
-	if o.MaxNodes == 0 {
-		o.MaxNodes = 2000
-	}
+	o.defaults()
 	var problems []*CompileError
 	lists := &Lists{}
 	var files []*parsedFile
+	nrules, ruleBytes := 0, 0
 	for _, s := range srcs {
+		if !IsListFile(s.Name) {
+			ruleBytes += len(s.Data)
+		}
+	}
+	if ruleBytes > o.MaxRuleBytes {
+		// Refused before parsing any: the cost of a load is bounded.
+		return nil, &LoadError{Problems: []*CompileError{{Err: ErrTooLarge,
+			Msg: fmt.Sprintf("rule files are %d bytes together, over the limit of %d bytes", ruleBytes, o.MaxRuleBytes)}}}
+	}
+	for _, s := range srcs {
+		if IsListFile(s.Name) && len(s.Data) > o.MaxFileBytes {
+			problems = append(problems, &CompileError{File: s.Name, Err: ErrTooLarge,
+				Msg: fmt.Sprintf("list file is %d bytes, over the limit of %d bytes per file; split it", len(s.Data), o.MaxFileBytes)})
+			continue
+		}
 		if IsListFile(s.Name) {
 			name := strings.TrimSuffix(filepath.Base(s.Name), filepath.Ext(s.Name))
 			entries, p := parseListFile(s.Name, s.Data)
@@ -122,16 +175,23 @@ func compileSources(srcs []Source, o CompileOptions, rc *regexCache) (*compiled,
 		pf, p := parseRuleFile(s)
 		problems = append(problems, p...)
 		if pf != nil {
+			nrules += len(pf.spec.Rules)
 			files = append(files, pf)
 			for name, entries := range pf.spec.Lists {
 				lists.add(name, entries)
 			}
 		}
 	}
+	if nrules > o.MaxRules {
+		// Refused before compiling any: the cost of a load is bounded.
+		problems = append(problems, &CompileError{Err: ErrTooLarge,
+			Msg: fmt.Sprintf("%d rules, over the limit of %d rules", nrules, o.MaxRules)})
+		return nil, &LoadError{Problems: problems}
+	}
 	if err := lists.finish(); err != nil {
 		problems = append(problems, &CompileError{Msg: err.Error(), Err: ErrInvalidRule})
 	}
-	c := &compiler{opts: exprOptions(rc, o.MaxNodes), rc: rc, lists: lists}
+	c := &compiler{opts: exprOptions(rc, o.MaxNodes), rc: rc, lists: lists, o: o}
 	out := &compiled{lists: lists}
 	seen := map[string]string{}
 	for _, pf := range files {
@@ -316,6 +376,10 @@ func (c *compiler) compileRule(pf *parsedFile, s *Spec, item *yaml.Node) (*Rule,
 			r.static = f
 			break
 		}
+		if err := c.checkShape(sc); err != nil {
+			problems = append(problems, c.shapeError(pf, s.ID, scoreNode, "score", err))
+			break
+		}
 		prog, err := expr.Compile(sc, append(c.opts, expr.AsFloat64())...)
 		if err != nil {
 			problems = append(problems, c.exprError(pf, s.ID, scoreNode, sc, "score", err))
@@ -356,6 +420,9 @@ func (c *compiler) compileRule(pf *parsedFile, s *Spec, item *yaml.Node) (*Rule,
 // before any enrichment.
 func (c *compiler) compileWhen(pf *parsedFile, s *Spec, node *yaml.Node) ([]*operand, []*CompileError) {
 	src := s.When
+	if err := c.checkShape(src); err != nil {
+		return nil, []*CompileError{c.shapeError(pf, s.ID, node, "when", err)}
+	}
 	whole, err := expr.Compile(src, append(c.opts, expr.AsBool())...)
 	if err != nil {
 		return nil, []*CompileError{c.exprError(pf, s.ID, node, src, "when", err)}
@@ -474,11 +541,253 @@ func (c *compiler) analyse(pf *parsedFile, ruleID string, node *yaml.Node, src s
 			}
 		}
 	}))
+	if g, at2 := stringGrowth(tree.Node); g > maxGrowth {
+		at(at2.Location(), ErrExpression, fmt.Sprintf("builds a string up to %.0f times the size of the variables it reads (the limit is %d): evaluation cost must stay linear", g, maxGrowth))
+	}
 	for v := range vars {
 		op.vars = append(op.vars, v)
 	}
 	sort.Strings(op.vars)
 	return op, problems
+}
+
+// maxGrowth bounds how many times the size of the variables it reads an
+// expression may build a string, as far as lint can tell (constant ranges,
+// repeat counts, let chains); what depends on the data is bounded at run
+// time (EngineConfig.MaxStringBytes).
+const maxGrowth = 64
+
+// stringGrowth estimates the largest string an expression builds, in
+// multiples of the largest variable it reads, and the node building it.
+func stringGrowth(root ast.Node) (float64, ast.Node) {
+	worst, where := 0.0, root
+	// scope: the growth of let variables, of #acc and of # (an element of
+	// the collection iterated; 0 in a range of integers).
+	type scope struct {
+		lets      map[string]float64
+		acc, elem float64
+	}
+	rangeSize := func(n ast.Node) (float64, bool) {
+		if b, ok := n.(*ast.BinaryNode); ok && b.Operator == ".." {
+			lo, lok := b.Left.(*ast.IntegerNode)
+			hi, hok := b.Right.(*ast.IntegerNode)
+			if lok && hok {
+				return float64(max(0, hi.Value-lo.Value+1)), true
+			}
+			return 1, true
+		}
+		return 1, false
+	}
+	var g func(n ast.Node, sc scope) float64
+	g = func(n ast.Node, sc scope) (out float64) {
+		defer func() {
+			if out > worst {
+				worst, where = out, n
+			}
+		}()
+		sum := func(ns ...ast.Node) float64 {
+			t := 0.0
+			for _, x := range ns {
+				t += g(x, sc)
+			}
+			return t
+		}
+		switch n := n.(type) {
+		case *ast.IdentifierNode:
+			if v, ok := sc.lets[n.Value]; ok {
+				return v
+			}
+			if vi, ok := varTable[n.Value]; ok && (vi.typ.Kind() == reflect.String || vi.typ.Kind() == reflect.Slice) {
+				return 1
+			}
+		case *ast.PointerNode:
+			if n.Name == "acc" {
+				return sc.acc
+			}
+			return sc.elem
+		case *ast.MemberNode:
+			return g(n.Node, sc)
+		case *ast.SliceNode:
+			return g(n.Node, sc)
+		case *ast.ChainNode:
+			return g(n.Node, sc)
+		case *ast.BinaryNode:
+			l, r := g(n.Left, sc), g(n.Right, sc)
+			if n.Operator == "+" || n.Operator == "??" {
+				return l + r
+			}
+		case *ast.UnaryNode:
+			g(n.Node, sc)
+		case *ast.ConditionalNode:
+			g(n.Cond, sc)
+			return max(g(n.Exp1, sc), g(n.Exp2, sc))
+		case *ast.VariableDeclaratorNode:
+			inner := make(map[string]float64, len(sc.lets)+1)
+			for k, v := range sc.lets {
+				inner[k] = v
+			}
+			inner[n.Name] = g(n.Value, sc)
+			return g(n.Expr, scope{inner, sc.acc, sc.elem})
+		case *ast.SequenceNode:
+			t := 0.0
+			for _, x := range n.Nodes {
+				t = g(x, sc)
+			}
+			return t
+		case *ast.ArrayNode:
+			return sum(n.Nodes...)
+		case *ast.MapNode:
+			return sum(n.Pairs...)
+		case *ast.PairNode:
+			return sum(n.Key, n.Value)
+		case *ast.CallNode:
+			t := sum(n.Arguments...)
+			if id, ok := n.Callee.(*ast.IdentifierNode); ok {
+				switch id.Value {
+				case "lcase", "ucase", "norm", "ccnorm":
+					return t
+				}
+			}
+		case *ast.PredicateNode:
+			return g(n.Node, sc)
+		case *ast.BuiltinNode:
+			args := n.Arguments
+			if len(args) == 0 {
+				return 0
+			}
+			coll := g(args[0], sc)
+			times, isRange := rangeSize(args[0])
+			inner := scope{sc.lets, sc.acc, coll}
+			if isRange {
+				inner.elem = 0
+			}
+			arg := func(i int, s scope) float64 {
+				if i < len(args) {
+					return g(args[i], s)
+				}
+				return 0
+			}
+			switch n.Name {
+			case "repeat":
+				k := 1.0
+				if c, ok := args[len(args)-1].(*ast.IntegerNode); ok && len(args) > 1 {
+					k = float64(c.Value)
+				} else {
+					arg(1, sc)
+				}
+				return coll * k
+			case "reduce":
+				init := arg(2, sc)
+				step := arg(1, scope{sc.lets, 0, inner.elem})
+				return init + times*step
+			case "map":
+				return times * arg(1, inner)
+			case "replace":
+				k := float64(maxGrowth + 1)
+				if c, ok := args[len(args)-1].(*ast.StringNode); ok && len(args) == 3 {
+					k = float64(max(1, len(c.Value)))
+				} else if arg(2, sc) == 0 {
+					k = 1
+				}
+				arg(1, sc)
+				return coll * k
+			case "filter", "sort", "sortBy", "reverse", "uniq", "take", "first", "last", "find", "findLast",
+				"upper", "lower", "trim", "trimPrefix", "trimSuffix", "string", "toJSON", "toBase64", "fromBase64",
+				"split", "splitAfter", "concat", "flatten", "get", "join":
+				t := coll
+				for i := 1; i < len(args); i++ {
+					if _, pred := args[i].(*ast.PredicateNode); pred {
+						arg(i, inner)
+					} else {
+						t += arg(i, sc)
+					}
+				}
+				return t
+			default:
+				for i := 1; i < len(args); i++ {
+					arg(i, inner)
+				}
+			}
+		}
+		return 0
+	}
+	g(root, scope{})
+	return worst, where
+}
+
+// checkShape bounds an expression's size and bracket nesting before it is
+// parsed: expr's parser recurses once per nesting level and counts nodes
+// only once a level returns, so a deep enough expression would overflow
+// the Go stack (and kill the process) before any node limit applies.
+func (c *compiler) checkShape(src string) error {
+	if len(src) > c.o.MaxExprBytes {
+		return fmt.Errorf("%w: expression is %d bytes, over the limit of %d", ErrTooLarge, len(src), c.o.MaxExprBytes)
+	}
+	if d := nesting(src); d > c.o.MaxDepth {
+		return fmt.Errorf("%w: expression nests brackets %d deep, over the limit of %d", ErrTooLarge, d, c.o.MaxDepth)
+	}
+	return nil
+}
+
+func (c *compiler) shapeError(pf *parsedFile, ruleID string, node *yaml.Node, what string, err error) *CompileError {
+	ce := &CompileError{File: pf.src.Name, Rule: ruleID, Msg: what + ": " + strings.TrimPrefix(err.Error(), ErrTooLarge.Error()+": "), Err: ErrTooLarge}
+	if node != nil {
+		ce.Line, ce.Col = node.Line, node.Column
+	}
+	return ce
+}
+
+// nesting is the deepest bracket nesting of src, outside string literals,
+// counting a run of prefix operators (!, -, +, not) as one level each.
+func nesting(src string) int {
+	depth, deepest, unary := 0, 0, 0
+	var quote byte
+	operand := true // an operand is expected next (a prefix operator is unary)
+	for i := 0; i < len(src); i++ {
+		ch := src[i]
+		if quote != 0 {
+			switch {
+			case ch == '\\' && quote != '`':
+				i++
+			case ch == quote:
+				quote, operand = 0, false
+			}
+			continue
+		}
+		switch ch {
+		case '"', '\'', '`':
+			quote = ch
+		case '(', '[', '{':
+			depth++
+			operand = true
+		case ')', ']', '}':
+			depth--
+			unary, operand = 0, false
+		case '!', '-', '+':
+			if operand && (ch != '!' || i+1 >= len(src) || src[i+1] != '=') {
+				unary++
+			}
+			operand = true
+		case ' ', '\t', '\n', '\r':
+		default:
+			if operand && strings.HasPrefix(src[i:], "not") && (i+3 == len(src) || !isIdent(src[i+3])) && (i == 0 || !isIdent(src[i-1])) {
+				unary++
+				i += 2
+				continue
+			}
+			if isIdent(ch) {
+				unary, operand = 0, false
+			} else {
+				operand = true // another operator
+			}
+		}
+		deepest = max(deepest, depth+unary)
+	}
+	return deepest
+}
+
+func isIdent(ch byte) bool {
+	return ch == '_' || ch == '$' || ch == '#' || ch == '.' || ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= 0x80
 }
 
 // maxRange bounds a..b ranges, which the memory budget alone would allow

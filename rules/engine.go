@@ -43,6 +43,15 @@ type EngineConfig struct {
 	// EnrichTimeout bounds one Enrich call (default 30s); past it the event
 	// is evaluated on what is known.
 	EnrichTimeout time.Duration
+	// MaxStringBytes bounds the bytes of strings one expression may build
+	// on one event with +, repeat, join and replace (default 1 MiB).
+	MaxStringBytes int64
+	// MaxExprTime bounds the time one expression's iterations may take on
+	// one event (default 100ms).
+	MaxExprTime time.Duration
+	// MaxCostErrors disables a rule that went over its budget (bytes,
+	// memory or time) this many times (default 5).
+	MaxCostErrors int64
 }
 
 func (c *EngineConfig) defaults() {
@@ -66,6 +75,15 @@ func (c *EngineConfig) defaults() {
 	}
 	if c.EnrichTimeout <= 0 {
 		c.EnrichTimeout = 30 * time.Second
+	}
+	if c.MaxStringBytes <= 0 {
+		c.MaxStringBytes = 1 << 20
+	}
+	if c.MaxExprTime <= 0 {
+		c.MaxExprTime = 100 * time.Millisecond
+	}
+	if c.MaxCostErrors <= 0 {
+		c.MaxCostErrors = 5
 	}
 }
 
@@ -101,9 +119,11 @@ type ruleState struct {
 	evals      atomic.Int64
 	matches    atomic.Int64
 	errors     atomic.Int64
+	costErrors atomic.Int64 // errors that were over the evaluation budget
 	alerts     atomic.Int64
 	nanos      atomic.Int64 // evaluation time (sampled, scaled)
 	disabled   atomic.Bool
+	reason     atomic.Pointer[string] // why disabled: disabledMatchRate or disabledCost
 	lastErrLog atomic.Int64
 	throttle   *throttleState
 }
@@ -118,7 +138,7 @@ func NewEngine(cfg EngineConfig, reg prometheus.Registerer, log zerolog.Logger) 
 		return nil, err
 	}
 	e.m = m
-	e.pool.New = func() any { return newEvalState(e.cfg.MemoryBudget, &e.kvl) }
+	e.pool.New = func() any { return newEvalState(&e.cfg, &e.kvl) }
 	e.set.Store(&ruleSet{lists: &Lists{}})
 	return e, nil
 }
@@ -160,17 +180,19 @@ func (e *Engine) Load(srcs []Source) error {
 // RuleStatus is a rule's identity and counters since it was loaded in its
 // current version.
 type RuleStatus struct {
-	ID           string   `json:"id"`
-	Version      string   `json:"version"`
-	File         string   `json:"file"`
-	Enabled      bool     `json:"enabled"`
-	AutoDisabled bool     `json:"auto_disabled,omitempty"`
-	Tags         []string `json:"tags,omitempty"`
-	Need         []string `json:"need,omitempty"`
-	Evaluations  int64    `json:"evaluations"`
-	Matches      int64    `json:"matches"`
-	Alerts       int64    `json:"alerts"`
-	Errors       int64    `json:"errors"`
+	ID           string `json:"id"`
+	Version      string `json:"version"`
+	File         string `json:"file"`
+	Enabled      bool   `json:"enabled"`
+	AutoDisabled bool   `json:"auto_disabled,omitempty"`
+	// DisabledReason says why a rule was disabled automatically.
+	DisabledReason string   `json:"disabled_reason,omitempty"`
+	Tags           []string `json:"tags,omitempty"`
+	Need           []string `json:"need,omitempty"`
+	Evaluations    int64    `json:"evaluations"`
+	Matches        int64    `json:"matches"`
+	Alerts         int64    `json:"alerts"`
+	Errors         int64    `json:"errors"`
 	// MaxMatchRate is the rule's own auto-disable threshold, when it sets one.
 	MaxMatchRate *float64 `json:"max_match_rate,omitempty"`
 }
@@ -182,7 +204,7 @@ func (e *Engine) Rules() []RuleStatus {
 	for _, ar := range rs.rules {
 		out = append(out, RuleStatus{
 			ID: ar.ID, Version: ar.Version, File: ar.File, Enabled: ar.IsEnabled(),
-			AutoDisabled: ar.st.disabled.Load(), Tags: ar.Tags, Need: ar.Need.names(),
+			AutoDisabled: ar.st.disabled.Load(), DisabledReason: ar.st.disabledReason(), Tags: ar.Tags, Need: ar.Need.names(),
 			Evaluations: ar.st.evals.Load(), Matches: ar.st.matches.Load(),
 			Alerts: ar.st.alerts.Load(), Errors: ar.st.errors.Load(), MaxMatchRate: ar.Rule.MaxMatchRate,
 		})
@@ -204,6 +226,7 @@ func (e *Engine) Need() Need {
 // evalState is the per-evaluation scratch space, pooled.
 type evalState struct {
 	vars     Vars
+	meter    costMeter
 	vm       vm.VM
 	lists    *Lists
 	now      time.Time
@@ -216,8 +239,9 @@ type evalState struct {
 	contains func(string, string) bool
 }
 
-func newEvalState(budget uint, kvl *kvLists) *evalState {
-	st := &evalState{vm: vm.VM{MemoryBudget: budget}}
+func newEvalState(cfg *EngineConfig, kvl *kvLists) *evalState {
+	st := &evalState{vm: vm.VM{MemoryBudget: cfg.MemoryBudget},
+		meter: costMeter{maxBytes: cfg.MaxStringBytes, maxTime: cfg.MaxExprTime}}
 	st.inList = func(list, s string) bool {
 		l := st.lists.Get(list)
 		return l != nil && l.Contains(s, st.now) || kvl.contains(list, s, st.now)
@@ -230,7 +254,7 @@ func newEvalState(budget uint, kvl *kvLists) *evalState {
 }
 
 func (st *evalState) reset(lists *Lists, now time.Time, n int) {
-	st.vars = Vars{InList: st.inList, ListContains: st.contains}
+	st.vars = Vars{InList: st.inList, ListContains: st.contains, meter: &st.meter}
 	st.lists, st.now, st.done = lists, now, 0
 	st.feat = detect.Features{}
 	if cap(st.status) < n {
@@ -281,9 +305,10 @@ func (st *evalState) derive(want derived, maxAge time.Duration) {
 // run evaluates one operand to a bool.
 func (e *Engine) run(st *evalState, op *operand) (bool, error) {
 	st.derive(op.derived, e.cfg.CitationMaxAge)
+	st.meter.reset()
 	out, err := st.vm.Run(op.prog, &st.vars)
 	if err != nil {
-		return false, err
+		return false, costly(err)
 	}
 	b, ok := out.(bool)
 	if !ok {
@@ -327,8 +352,48 @@ func (e *Engine) evalRule(st *evalState, ar *activeRule, have, before Need, phas
 	return 1
 }
 
+// costly marks expr's own memory budget error as ErrCost.
+func costly(err error) error {
+	if !errors.Is(err, ErrCost) && strings.Contains(err.Error(), "memory budget exceeded") {
+		return fmt.Errorf("%w: %w", ErrCost, err)
+	}
+	return err
+}
+
+// Why a rule was disabled automatically.
+var (
+	disabledMatchRate = "match_rate"
+	disabledCost      = "cost"
+)
+
+func (st *ruleState) disabledReason() string {
+	if r := st.reason.Load(); r != nil && st.disabled.Load() {
+		return *r
+	}
+	return ""
+}
+
+// disable turns a rule off automatically, once; it reports whether this
+// call did.
+func (e *Engine) disable(ar *activeRule, reason *string) bool {
+	if !ar.st.disabled.CompareAndSwap(false, true) {
+		return false
+	}
+	ar.st.reason.Store(reason)
+	e.m.autoDisabled.Inc()
+	e.m.autoDisabledBy.WithLabelValues(*reason).Inc()
+	return true
+}
+
 func (e *Engine) ruleError(ar *activeRule, err error, now time.Time) {
 	ar.st.errors.Add(1)
+	if errors.Is(err, ErrCost) {
+		if n := ar.st.costErrors.Add(1); n >= e.cfg.MaxCostErrors && e.disable(ar, &disabledCost) {
+			e.log.Error().Err(err).Str("rule", ar.ID).Str("version", ar.Version).Int64("over_budget", n).
+				Msg("rule went over its evaluation budget too often and was disabled automatically; fix it and reload")
+			return
+		}
+	}
 	last := ar.st.lastErrLog.Load()
 	if now.UnixNano()-last >= int64(time.Minute) && ar.st.lastErrLog.CompareAndSwap(last, now.UnixNano()) {
 		e.log.Warn().Err(err).Str("rule", ar.ID).Str("version", ar.Version).
@@ -449,8 +514,7 @@ func (e *Engine) enrich(ctx context.Context, st *evalState, ev *event.RecentChan
 func (e *Engine) matched(st *evalState, ar *activeRule, ev *event.RecentChange, have Need, notes []string, now time.Time) (event.Alert, bool) {
 	matches := ar.st.matches.Add(1)
 	if evals := ar.st.evals.Load(); ar.maxRate > 0 && evals >= e.cfg.MinEvaluations &&
-		float64(matches)/float64(evals) > ar.maxRate && ar.st.disabled.CompareAndSwap(false, true) {
-		e.m.autoDisabled.Inc()
+		float64(matches)/float64(evals) > ar.maxRate && e.disable(ar, &disabledMatchRate) {
 		e.log.Error().Str("rule", ar.ID).Str("version", ar.Version).Int64("matches", matches).
 			Int64("evaluations", evals).Float64("max_match_rate", ar.maxRate).
 			Msg("rule matched too many events and was disabled automatically; fix it and reload")
@@ -458,9 +522,10 @@ func (e *Engine) matched(st *evalState, ar *activeRule, ev *event.RecentChange, 
 	score := ar.static
 	if ar.score != nil {
 		st.derive(ar.score.derived, e.cfg.CitationMaxAge)
+		st.meter.reset()
 		out, err := st.vm.Run(ar.score.prog, &st.vars)
 		if err != nil {
-			e.ruleError(ar, err, now)
+			e.ruleError(ar, costly(err), now)
 			return event.Alert{}, false
 		}
 		score, _ = out.(float64)
@@ -547,6 +612,7 @@ const timeSample = 16
 // counters when scraped (ruleCollector), so evaluation touches no metric.
 type engineMetrics struct {
 	autoDisabled         prometheus.Counter
+	autoDisabledBy       *prometheus.CounterVec
 	events               *prometheus.CounterVec
 	loaded               prometheus.Gauge
 	reloadOK, reloadTime prometheus.Gauge
@@ -556,7 +622,9 @@ type engineMetrics struct {
 func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, error) {
 	m := &engineMetrics{
 		autoDisabled: prometheus.NewCounter(prometheus.CounterOpts{Name: "rcwatch_rules_auto_disabled_total",
-			Help: "Rules disabled automatically for matching too many events."}),
+			Help: "Rules disabled automatically (for matching too many events, or going over their evaluation budget)."}),
+		autoDisabledBy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_rules_auto_disabled_by_reason_total",
+			Help: "Rules disabled automatically, by reason: match_rate or cost."}, []string{"reason"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_rules_events_total",
 			Help: "Events evaluated, by whether enrichment was wanted after the cheap conditions."}, []string{"enriched"}),
 		loaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rcwatch_rules_loaded", Help: "Rules loaded."}),
@@ -568,7 +636,7 @@ func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, err
 			Help: "Loads of the rule files, by result."}, []string{"result"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.autoDisabled, m.events, m.loaded, m.reloadOK, m.reloadTime,
+		for _, c := range []prometheus.Collector{m.autoDisabled, m.autoDisabledBy, m.events, m.loaded, m.reloadOK, m.reloadTime,
 			m.reloads, ruleCollector{e}} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering rule metrics: %w", err)
@@ -583,8 +651,9 @@ var (
 	descMatch = prometheus.NewDesc("rcwatch_rule_matches_total", "Events whose when held (before throttle).", []string{"rule", "version"}, nil)
 	descAlert = prometheus.NewDesc("rcwatch_rule_alerts_total", "Alerts a rule raised (after throttle).", []string{"rule", "version"}, nil)
 	descErrs  = prometheus.NewDesc("rcwatch_rule_errors_total", "Run-time errors of a rule's expressions.", []string{"rule", "version"}, nil)
+	descCost  = prometheus.NewDesc("rcwatch_rule_over_budget_total", "Evaluations of a rule stopped for going over its budget (string bytes, memory or time); also counted in rcwatch_rule_errors_total.", []string{"rule", "version"}, nil)
 	descSecs  = prometheus.NewDesc("rcwatch_rule_evaluation_seconds_total", "Time spent evaluating a rule (sampled 1 in 16 evaluations, scaled).", []string{"rule", "version"}, nil)
-	descOff   = prometheus.NewDesc("rcwatch_rule_auto_disabled", "1 when the rule was disabled automatically for matching too many events.", []string{"rule", "version"}, nil)
+	descOff   = prometheus.NewDesc("rcwatch_rule_auto_disabled", "1 when the rule was disabled automatically (for matching too many events, or going over its evaluation budget).", []string{"rule", "version"}, nil)
 )
 
 // ruleCollector exports every loaded rule's counters; removed rules
@@ -592,7 +661,7 @@ var (
 type ruleCollector struct{ e *Engine }
 
 func (c ruleCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEvals, descMatch, descAlert, descErrs, descSecs, descOff} {
+	for _, d := range []*prometheus.Desc{descEvals, descMatch, descAlert, descErrs, descCost, descSecs, descOff} {
 		ch <- d
 	}
 }
@@ -613,6 +682,7 @@ func (c ruleCollector) Collect(ch chan<- prometheus.Metric) {
 			{descMatch, prometheus.CounterValue, float64(st.matches.Load())},
 			{descAlert, prometheus.CounterValue, float64(st.alerts.Load())},
 			{descErrs, prometheus.CounterValue, float64(st.errors.Load())},
+			{descCost, prometheus.CounterValue, float64(st.costErrors.Load())},
 			{descSecs, prometheus.CounterValue, float64(st.nanos.Load()) / 1e9},
 			{descOff, prometheus.GaugeValue, off},
 		} {

@@ -359,7 +359,7 @@ func TestEvaluationBounded(t *testing.T) {
 	e := newTestEngine(t, EngineConfig{MaxMatchRate: -1}, nil, src("b.yaml", `
 rules:
   - id: huge-range
-    when: "len(map(1..10000, repeat(summary, 1000))) > 0"
+    when: "len(map(1..10000, [#, #, #, #, #, #, #, #, #, #])) > 0"
     severity: low
 `))
 	ev := mustEvent(t, `{"meta":{"id":"a"},"type":"edit","comment":"abc"}`)

@@ -36,6 +36,13 @@ var (
 	// ErrExpression means an expression does not parse or type-check (a
 	// syntax error, mismatched types, not a boolean, too large).
 	ErrExpression = errors.New("bad expression")
+	// ErrTooLarge means a file, the number of rules or an expression is over
+	// a bound of CompileOptions; the message names the limit.
+	ErrTooLarge = errors.New("over a limit")
+	// ErrCost means one evaluation of a rule went over its budget (string
+	// bytes built, memory, or time); the rule does not match that event, and
+	// a rule that keeps doing it is disabled.
+	ErrCost = errors.New("rule over its evaluation budget")
 )
 
 // CompileError is one problem in a rule file: where it is (file, rule id,
@@ -51,14 +58,16 @@ type CompileError struct {
 
 func (e *CompileError) Error() string {
 	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-		if e.Col > 0 {
-			fmt.Fprintf(&b, ":%d", e.Col)
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+			if e.Col > 0 {
+				fmt.Fprintf(&b, ":%d", e.Col)
+			}
 		}
+		b.WriteString(": ")
 	}
-	b.WriteString(": ")
 	if e.Rule != "" {
 		b.WriteString("rule " + e.Rule + ": ")
 	}

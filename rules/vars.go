@@ -20,6 +20,8 @@ import (
 // Which variables need enrichment (a fetch from the wiki) is in varNeeds;
 // docs/RULES.md lists them all.
 type Vars struct {
+	meter *costMeter // the cost bound of the run (funcs.go); not a rule variable
+
 	// AbuseFilter names.
 	UserName          string   `expr:"user_name"`
 	UserEditCount     int64    `expr:"user_editcount"` // needs user info
