@@ -49,6 +49,10 @@ type Config struct {
 	DrainTimeout time.Duration
 	// AckTimeout: an unacknowledged publish is retried after this (default 5s).
 	AckTimeout time.Duration
+	// StallAfter: with publishes outstanding and the position unchanged for
+	// this long, ingest is stalled (JetStream not storing) and not ready
+	// (default 3 × AckTimeout).
+	StallAfter time.Duration
 	// TruncationRetries: a frame that is invalid JSON and ends its connection
 	// is assumed truncated and read again this many times before being
 	// dead-lettered (default 3).
@@ -80,6 +84,9 @@ func (c *Config) defaults() {
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = 5 * time.Second
 	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = 3 * c.AckTimeout
+	}
 	if c.TruncationRetries <= 0 {
 		c.TruncationRetries = 3
 	}
@@ -100,6 +107,11 @@ type Ingester struct {
 	held      *heldFrame
 	truncated map[string]int
 	started   atomic.Bool
+	// readiness (see Ready)
+	frames     uint64                 // frames with content on the current connection
+	srcErr     atomic.Pointer[string] // why the source delivers nothing (nil: it does)
+	progressAt atomic.Int64           // unix ns: the position last moved or nothing was outstanding
+	stalled    atomic.Bool
 }
 
 // heldFrame is an undecodable frame kept until we know whether the
@@ -132,10 +144,20 @@ func New(d pipeline.Deps, cfg Config, src Source) (*Ingester, error) {
 		truncated: map[string]int{}}, nil
 }
 
-// Ready reports whether the ingester has loaded its position and is reading.
+// Ready reports whether the ingester is doing its job: it has loaded its
+// position, its source delivers (the last connection did not fail before
+// its first frame), and JetStream stores what it publishes (the position
+// moves while publishes are outstanding).
 func (in *Ingester) Ready() error {
 	if !in.started.Load() {
 		return errors.New("ingest not started")
+	}
+	if e := in.srcErr.Load(); e != nil {
+		return fmt.Errorf("source unreachable: %s", *e)
+	}
+	if in.stalled.Load() {
+		return fmt.Errorf("ingest stalled: publishes unacknowledged and the position unchanged for over %v (JetStream not storing?)",
+			in.cfg.StallAfter)
 	}
 	return nil
 }
@@ -196,6 +218,7 @@ func (in *Ingester) readLoop(ctx context.Context, since string) {
 	failures := 0
 	for ctx.Err() == nil {
 		got := uint64(0)
+		in.frames = 0
 		in.m.connected.Set(1)
 		err := in.src.Stream(ctx, in.lastID, since, func(f Frame) error {
 			got++
@@ -217,6 +240,10 @@ func (in *Ingester) readLoop(ctx context.Context, since string) {
 			reason = "error"
 		}
 		in.m.reconnects.WithLabelValues(reason).Inc()
+		if in.frames == 0 && err != nil {
+			msg := reason + ": " + err.Error()
+			in.srcErr.Store(&msg)
+		}
 		if got > 0 && err == nil || got > 0 && errors.Is(err, ErrIdle) {
 			failures = 0 // a clean cut after progress (EventStreams does it every ~15 min)
 		} else {
@@ -263,6 +290,9 @@ func (in *Ingester) handle(ctx context.Context, f Frame) error {
 		return nil
 	}
 	in.m.received.Inc()
+	if in.frames++; in.frames == 1 && in.srcErr.Load() != nil {
+		in.srcErr.Store(nil)
+	}
 	if in.held != nil {
 		// The connection went on after the undecodable frame: it was bad, not cut.
 		h := in.held
@@ -385,6 +415,8 @@ func truncate(s string, n int) string {
 func (in *Ingester) savePositions(ctx context.Context, kv jetstream.KeyValue, stored string) {
 	t := time.NewTicker(in.cfg.PositionInterval)
 	defer t.Stop()
+	seen := stored
+	in.progressAt.Store(in.now().UnixNano())
 	for {
 		select {
 		case <-ctx.Done():
@@ -392,6 +424,8 @@ func (in *Ingester) savePositions(ctx context.Context, kv jetstream.KeyValue, st
 		case <-t.C:
 		}
 		pos := in.pub.safePosition()
+		in.checkStall(pos != seen)
+		seen = pos
 		if pos == stored || pos == "" {
 			continue
 		}
@@ -401,6 +435,24 @@ func (in *Ingester) savePositions(ctx context.Context, kv jetstream.KeyValue, st
 		}
 		in.m.positionStores.Inc()
 		stored = pos
+	}
+}
+
+// checkStall notes progress (the safe position moved, or nothing is
+// outstanding) and flags a stall when publishes stay unacknowledged for
+// StallAfter: JetStream is not storing what ingest publishes.
+func (in *Ingester) checkStall(moved bool) {
+	now := in.now()
+	if moved || len(in.pub.queue) == 0 {
+		in.progressAt.Store(now.UnixNano())
+		if in.stalled.Swap(false) {
+			in.log.Info().Msg("ingest publishes are acknowledged again")
+		}
+		return
+	}
+	if now.Sub(time.Unix(0, in.progressAt.Load())) >= in.cfg.StallAfter && !in.stalled.Swap(true) {
+		in.log.Error().Int("outstanding", len(in.pub.queue)).Dur("for", in.cfg.StallAfter).
+			Msg("ingest stalled: publishes unacknowledged and the position unchanged; reading waits")
 	}
 }
 
