@@ -98,6 +98,7 @@ type Engine struct {
 	pool sync.Pool
 	tick atomic.Uint64 // picks the evaluations whose time is measured
 	kvl  kvLists       // list entries from the KV bucket (WatchLists)
+	off  offRules      // automatic disables remembered in KV (WatchDisabled)
 	mu   sync.Mutex    // serialises Load
 }
 
@@ -133,6 +134,7 @@ type ruleState struct {
 func NewEngine(cfg EngineConfig, reg prometheus.Registerer, log zerolog.Logger) (*Engine, error) {
 	cfg.defaults()
 	e := &Engine{cfg: cfg, log: log, rc: newRegexCache(4096)}
+	e.off.queue = make(chan disabledRecord, 256)
 	m, err := newEngineMetrics(reg, e)
 	if err != nil {
 		return nil, err
@@ -164,6 +166,10 @@ func (e *Engine) Load(srcs []Source) error {
 		st := prev[r.ID]
 		if st == nil || st.version != r.Version {
 			st = &ruleState{version: r.Version, throttle: newThrottleState(e.cfg.MaxThrottleGroups)}
+			if rec, ok := e.off.get(r.ID, r.Version); ok {
+				st.disabled.Store(true)
+				st.reason.Store(&rec.Reason)
+			}
 		}
 		delete(prev, r.ID)
 		rate := e.cfg.MaxMatchRate
@@ -375,20 +381,22 @@ func (st *ruleState) disabledReason() string {
 
 // disable turns a rule off automatically, once; it reports whether this
 // call did.
-func (e *Engine) disable(ar *activeRule, reason *string) bool {
+func (e *Engine) disable(ar *activeRule, reason *string, now time.Time) bool {
 	if !ar.st.disabled.CompareAndSwap(false, true) {
 		return false
 	}
 	ar.st.reason.Store(reason)
 	e.m.autoDisabled.Inc()
 	e.m.autoDisabledBy.WithLabelValues(*reason).Inc()
+	e.remember(disabledRecord{Rule: ar.ID, Version: ar.Version, Reason: *reason, At: now,
+		Matches: ar.st.matches.Load(), Evaluations: ar.st.evals.Load(), Errors: ar.st.errors.Load()})
 	return true
 }
 
 func (e *Engine) ruleError(ar *activeRule, err error, now time.Time) {
 	ar.st.errors.Add(1)
 	if errors.Is(err, ErrCost) {
-		if n := ar.st.costErrors.Add(1); n >= e.cfg.MaxCostErrors && e.disable(ar, &disabledCost) {
+		if n := ar.st.costErrors.Add(1); n >= e.cfg.MaxCostErrors && e.disable(ar, &disabledCost, now) {
 			e.log.Error().Err(err).Str("rule", ar.ID).Str("version", ar.Version).Int64("over_budget", n).
 				Msg("rule went over its evaluation budget too often and was disabled automatically; fix it and reload")
 			return
@@ -514,7 +522,7 @@ func (e *Engine) enrich(ctx context.Context, st *evalState, ev *event.RecentChan
 func (e *Engine) matched(st *evalState, ar *activeRule, ev *event.RecentChange, have Need, notes []string, now time.Time) (event.Alert, bool) {
 	matches := ar.st.matches.Add(1)
 	if evals := ar.st.evals.Load(); ar.maxRate > 0 && evals >= e.cfg.MinEvaluations &&
-		float64(matches)/float64(evals) > ar.maxRate && e.disable(ar, &disabledMatchRate) {
+		float64(matches)/float64(evals) > ar.maxRate && e.disable(ar, &disabledMatchRate, now) {
 		e.log.Error().Str("rule", ar.ID).Str("version", ar.Version).Int64("matches", matches).
 			Int64("evaluations", evals).Float64("max_match_rate", ar.maxRate).
 			Msg("rule matched too many events and was disabled automatically; fix it and reload")
@@ -613,6 +621,7 @@ const timeSample = 16
 type engineMetrics struct {
 	autoDisabled         prometheus.Counter
 	autoDisabledBy       *prometheus.CounterVec
+	disableStoreErrors   prometheus.Counter
 	events               *prometheus.CounterVec
 	loaded               prometheus.Gauge
 	reloadOK, reloadTime prometheus.Gauge
@@ -625,6 +634,8 @@ func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, err
 			Help: "Rules disabled automatically (for matching too many events, or going over their evaluation budget)."}),
 		autoDisabledBy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_rules_auto_disabled_by_reason_total",
 			Help: "Rules disabled automatically, by reason: match_rate or cost."}, []string{"reason"}),
+		disableStoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "rcwatch_rules_auto_disable_store_errors_total",
+			Help: "Automatic disables that could not be stored in KV (they will not survive a restart)."}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_rules_events_total",
 			Help: "Events evaluated, by whether enrichment was wanted after the cheap conditions."}, []string{"enriched"}),
 		loaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rcwatch_rules_loaded", Help: "Rules loaded."}),
@@ -636,7 +647,7 @@ func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, err
 			Help: "Loads of the rule files, by result."}, []string{"result"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.autoDisabled, m.autoDisabledBy, m.events, m.loaded, m.reloadOK, m.reloadTime,
+		for _, c := range []prometheus.Collector{m.autoDisabled, m.autoDisabledBy, m.disableStoreErrors, m.events, m.loaded, m.reloadOK, m.reloadTime,
 			m.reloads, ruleCollector{e}} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering rule metrics: %w", err)

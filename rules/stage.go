@@ -235,6 +235,12 @@ func (s *Stage) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
+	stopOff, ferr := s.followDisabled(ctx, &wg) // disabled.go
+	if ferr != nil {
+		stopWatch()
+		wg.Wait()
+		return ferr
+	}
 	if len(s.cfg.Paths) > 0 {
 		wg.Add(1)
 		go func() {
@@ -256,6 +262,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	err := s.runner.Run(ctx)
 	close(done)
 	stopWatch()
+	stopOff()
 	wg.Wait()
 	return err
 }
