@@ -17,6 +17,7 @@ import (
 )
 
 func main() {
+	setMemoryLimit() // from the container's limit unless GOMEMLIMIT is set
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
