@@ -72,6 +72,8 @@ type BacktestConfig struct {
 	VerdictTag    string  // an alert from an enabled rule with this tag is the "vandalism" verdict (default "vandalism")
 	CurveVariable string  // numeric variable whose precision–recall curve is reported (default "vandalism_score")
 	MaxMatchRate  float64 // rules above it are flagged would_auto_disable (default 0.05)
+	Bootstrap     int     // resamples for the confidence intervals (default 1000; < 0: none)
+	Seed          uint64  // of the resamples
 	Engine        EngineConfig
 }
 
@@ -84,6 +86,10 @@ type Confusion struct {
 	Precision         float64 `json:"precision"`
 	Recall            float64 `json:"recall"`
 	FalsePositiveRate float64 `json:"false_positive_rate"`
+	// 95% bootstrap intervals of precision and recall (resampling the
+	// labelled cases).
+	PrecisionCI *Interval `json:"precision_ci,omitempty"`
+	RecallCI    *Interval `json:"recall_ci,omitempty"`
 }
 
 func (c *Confusion) add(predicted, actual bool) {
@@ -154,9 +160,19 @@ type CurvePoint struct {
 // Curve is the precision–recall curve of a numeric variable over
 // thresholds (every distinct value, thinned to at most 100 points).
 type Curve struct {
-	Variable         string       `json:"variable"`
-	AveragePrecision float64      `json:"average_precision"`
-	Points           []CurvePoint `json:"points"`
+	Variable         string  `json:"variable"`
+	AveragePrecision float64 `json:"average_precision"`
+	// With their 95% bootstrap intervals: ROC AUC and average precision.
+	ROCAUCCI           *Interval    `json:"roc_auc,omitempty"`
+	AveragePrecisionCI *Interval    `json:"average_precision_ci,omitempty"`
+	Points             []CurvePoint `json:"points"`
+}
+
+// ScoredCase is one labelled case's score (rcwatch rules test --scores).
+type ScoredCase struct {
+	MetaID string  `json:"meta_id"`
+	Label  string  `json:"label"`
+	Score  float64 `json:"score"`
 }
 
 // Report is the result of a backtest; --json prints it.
@@ -167,6 +183,8 @@ type Report struct {
 	Overall   *Confusion   `json:"overall,omitempty"`
 	Rules     []RuleReport `json:"rules"`
 	Curve     *Curve       `json:"curve,omitempty"`
+	// Scores holds every labelled edit's CurveVariable, in input order.
+	Scores []ScoredCase `json:"-"`
 }
 
 // Backtest runs the rules over items as the live stage would (throttles
@@ -223,6 +241,8 @@ func Backtest(ctx context.Context, srcs []Source, items []Item, cfg BacktestConf
 		vandal bool
 	}
 	var scores []scored
+	var firedAll [][]bool // per labelled case: each rule, then the verdict
+	var labelsAll []bool
 	curveVar, curveOK := varTable[cfg.CurveVariable]
 	for _, it := range items {
 		if err := ctx.Err(); err != nil {
@@ -260,9 +280,12 @@ func Backtest(ctx context.Context, srcs []Source, items []Item, cfg BacktestConf
 		for i := range rep.Rules {
 			rep.Rules[i].Confusion.add(fired[i], vandal)
 		}
+		firedAll = append(firedAll, append(fired, verdict))
+		labelsAll = append(labelsAll, vandal)
 		if curveOK {
 			if v, ok := eng.variable(it.Event, it.Known, curveVar, now); ok {
 				scores = append(scores, scored{v, vandal})
+				rep.Scores = append(rep.Scores, ScoredCase{MetaID: it.Event.Meta.ID, Label: it.Label, Score: v})
 			}
 		}
 	}
@@ -282,6 +305,18 @@ func Backtest(ctx context.Context, srcs []Source, items []Item, cfg BacktestConf
 	if rep.Overall != nil {
 		rep.Overall.finish()
 	}
+	boots := cfg.Bootstrap
+	if boots == 0 {
+		boots = 1000
+	}
+	if boots > 0 && len(labelsAll) > 0 {
+		cis := bootstrapConfusions(firedAll, labelsAll, boots, cfg.Seed)
+		for i := range rep.Rules {
+			rep.Rules[i].Confusion.PrecisionCI, rep.Rules[i].Confusion.RecallCI = cis[i][0], cis[i][1]
+		}
+		last := cis[len(cis)-1]
+		rep.Overall.PrecisionCI, rep.Overall.RecallCI = last[0], last[1]
+	}
 	if len(scores) > 0 {
 		vals := make([]float64, len(scores))
 		labels := make([]bool, len(scores))
@@ -289,6 +324,11 @@ func Backtest(ctx context.Context, srcs []Source, items []Item, cfg BacktestConf
 			vals[i], labels[i] = s.v, s.vandal
 		}
 		rep.Curve = PRCurve(cfg.CurveVariable, vals, labels, 100)
+		if boots > 0 {
+			auc := BootstrapCI(vals, labels, boots, cfg.Seed, ROCAUC)
+			ap := BootstrapCI(vals, labels, boots, cfg.Seed, AveragePrecision)
+			rep.Curve.ROCAUCCI, rep.Curve.AveragePrecisionCI = &auc, &ap
+		}
 	}
 	return rep, nil
 }

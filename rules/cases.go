@@ -3,6 +3,7 @@ package rules
 import (
 	"bufio"
 	"bytes"
+	"compress/bzip2"
 	"crypto/sha1"
 	"encoding/csv"
 	"errors"
@@ -110,10 +111,11 @@ var clueBotNamespaces = map[string]struct {
 //
 // Each row becomes a synthetic recentchange edit event on enwiki
 // (revision.new = EditID, meta.id derived from EditID, meta.dt and timestamp
-// from current_timestamp) and an enrichment map with added_lines,
-// removed_lines, user_editcount, user_age (seconds; 0 for IPs, as
-// AbuseFilter), user_warns, user_distinct_pages, num_recent_edits,
-// num_recent_reversions, page_age (seconds) and edit_delta. The export has no
+// from current_timestamp) and an enrichment map with what was known when the
+// edit was made: added_lines, removed_lines, user_age (seconds; 0 for IPs, as
+// AbuseFilter), page_age (seconds) and edit_delta. The export's user
+// statistics were taken years after the edits and are left out (see
+// testdata/fixtures/PROVENANCE.md §5); an empty cell is unknown. The export has no
 // page texts (the previous/current columns are empty), so the event carries
 // no length and old_wikitext/new_wikitext are absent; edit_delta is the byte
 // size of the added minus the removed lines. Rows whose diff the export could
@@ -130,7 +132,7 @@ func CasesFromClueBot(r io.Reader) ([]Case, error) {
 		col[strings.TrimSpace(h)] = i
 	}
 	for _, need := range []string{"EditID", "title", "namespace", "user", "comment", "current_timestamp",
-		"added_lines", "deleted_lines", "isvandalism", "user_edit_count", "user_reg_time"} {
+		"added_lines", "deleted_lines", "isvandalism", "user_reg_time"} {
 		if _, ok := col[need]; !ok {
 			return nil, fmt.Errorf("reading ClueBot NG table: missing column %q", need)
 		}
@@ -241,31 +243,21 @@ func clueBotCase(get func(string) string) (Case, error) {
 		enr["removed_lines"] = rl
 		enr["edit_delta"] = linesSize(al) - linesSize(rl)
 	}
-	for _, m := range []struct{ col, name string }{
-		{"user_edit_count", "user_editcount"},
-		{"user_warns", "user_warns"},
-		{"user_distinct_pages", "user_distinct_pages"},
-		{"num_recent_edits", "num_recent_edits"},
-		{"num_recent_reversions", "num_recent_reversions"},
-	} {
-		s := strings.TrimSpace(get(m.col))
-		if s == "" {
-			continue
+	// Only what was known when the edit was made. The export's user
+	// statistics (user_edit_count, user_warns, user_distinct_pages) were
+	// taken years later, num_recent_reversions is 0 in every row and
+	// num_recent_edits is not bounded by the edit's time: they are not
+	// converted. An empty cell is unknown and sets nothing.
+	switch event.UserType(user) {
+	case "ip", "temp":
+		// AbuseFilter's user_age is 0 for IPs; ClueBot records the edit's
+		// own time instead.
+		enr["user_age"] = int64(0)
+	default:
+		if reg, ok := clueBotTime(get("user_reg_time")); ok {
+			enr["user_age"] = max(0, ts-reg)
 		}
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return Case{}, fmt.Errorf("%s: %w", m.col, err)
-		}
-		enr[m.name] = n
 	}
-	userAge := int64(0)
-	if event.UserType(user) == "ip" {
-		// AbuseFilter's user_age is 0 for IPs; ClueBot records the first
-		// edit time instead.
-	} else if reg, ok := clueBotTime(get("user_reg_time")); ok {
-		userAge = max(0, ts-reg)
-	}
-	enr["user_age"] = userAge
 	if made, ok := clueBotTime(get("page_made_time")); ok {
 		enr["page_age"] = max(0, ts-made)
 	}
@@ -283,8 +275,11 @@ func clueBotCase(get func(string) string) (Case, error) {
 
 // clueBotMetaID is a stable UUID-shaped meta.id for a ClueBot NG edit, so
 // re-running the converter yields the same alert ids.
-func clueBotMetaID(editID int64) string {
-	h := sha1.Sum([]byte("cluebotng:enwiki:" + strconv.FormatInt(editID, 10)))
+func clueBotMetaID(editID int64) string { return caseMetaID("cluebotng", editID) }
+
+// caseMetaID is a name-based UUID (v5, SHA-1) of source:enwiki:revid.
+func caseMetaID(source string, revID int64) string {
+	h := sha1.Sum([]byte(source + ":enwiki:" + strconv.FormatInt(revID, 10)))
 	h[6] = h[6]&0x0f | 0x50 // version 5 (name-based, SHA-1)
 	h[8] = h[8]&0x3f | 0x80 // RFC 4122 variant
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
@@ -319,4 +314,112 @@ func linesSize(lines []string) int64 {
 		n += int64(len(l)) + 1
 	}
 	return n
+}
+
+// oresColumns are the columns of ORES's "reverted" demo feature files
+// (wikimedia/editquality datasets/demo/enwiki.features_reverted.*.tsv), in
+// order, with the rule variable each one becomes.
+var oresColumns = []string{"rev_id", "longest_repeated_char_added", "words_added", "words_removed",
+	"badwords_prop_delta", "informals_prop_delta", "non_stopword_prop_delta",
+	"is_anon", "in_group_bot_sysop", "seconds_since_registration", "reverted"}
+
+// CasesFromORES converts ORES's edit-time feature file (tab-separated, no
+// header: rev_id, the nine features of the "reverted" model, and the label
+// reverted True/False; bzip2-compressed input is recognised) to cases: label
+// vandalism for a reverted edit, good otherwise.
+//
+// The file has no text, title, user name or time. Each row becomes a
+// synthetic enwiki article edit (revision.new = rev_id, meta.id derived from
+// it) whose enrichment holds the features under the variables the rules and
+// the score use: longest_repeated_char_added, words_added, words_removed,
+// badwords_prop_delta, informals_prop_delta, non_stopword_prop_delta,
+// user_type ("ip" or "named"), user_bot_or_sysop and user_age (seconds since
+// registration; 0 for IPs, as AbuseFilter, where the file holds the time
+// since 2006-01-01).
+func CasesFromORES(r io.Reader) ([]Case, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	if magic, err := br.Peek(3); err == nil && string(magic) == "BZh" {
+		br = bufio.NewReaderSize(bzip2.NewReader(br), 64<<10)
+	}
+	sc := bufio.NewScanner(br)
+	var out []Case
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		c, err := oresCase(strings.Split(line, "\t"))
+		if err != nil {
+			return nil, fmt.Errorf("converting ORES row on line %d: %w", n, err)
+		}
+		out = append(out, c)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading ORES features: %w", err)
+	}
+	return out, nil
+}
+
+func oresCase(f []string) (Case, error) {
+	if len(f) != len(oresColumns) {
+		return Case{}, fmt.Errorf("%d columns, want %d (%s)", len(f), len(oresColumns), strings.Join(oresColumns, ", "))
+	}
+	revID, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return Case{}, fmt.Errorf("rev_id: %w", err)
+	}
+	num := make([]float64, len(f))
+	for i := 1; i <= 6; i++ {
+		if num[i], err = strconv.ParseFloat(f[i], 64); err != nil {
+			return Case{}, fmt.Errorf("%s: %w", oresColumns[i], err)
+		}
+	}
+	if num[9], err = strconv.ParseFloat(f[9], 64); err != nil {
+		return Case{}, fmt.Errorf("%s: %w", oresColumns[9], err)
+	}
+	flag := func(i int) (bool, error) {
+		b, err := strconv.ParseBool(f[i])
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", oresColumns[i], err)
+		}
+		return b, nil
+	}
+	anon, err := flag(7)
+	if err != nil {
+		return Case{}, err
+	}
+	group, err := flag(8)
+	if err != nil {
+		return Case{}, err
+	}
+	reverted, err := flag(10)
+	if err != nil {
+		return Case{}, err
+	}
+	ev := clueBotEvent{
+		Schema: "/mediawiki/recentchange/1.0.0",
+		Meta: clueBotMeta{URI: "https://en.wikipedia.org/w/index.php?oldid=" + f[0], ID: caseMetaID("ores", revID),
+			Domain: "en.wikipedia.org", Stream: "mediawiki.recentchange"},
+		Type: "edit", Revision: clueBotRevID{New: revID},
+		ServerURL: "https://en.wikipedia.org", ServerName: "en.wikipedia.org", ServerScriptPath: "/w", Wiki: "enwiki",
+	}
+	raw, err := json.MarshalNoEscape(ev)
+	if err != nil {
+		return Case{}, fmt.Errorf("encoding event: %w", err)
+	}
+	enr := map[string]any{
+		"longest_repeated_char_added": int64(num[1]), "words_added": int64(num[2]), "words_removed": int64(num[3]),
+		"badwords_prop_delta": num[4], "informals_prop_delta": num[5], "non_stopword_prop_delta": num[6],
+		"user_bot_or_sysop": group,
+	}
+	if anon {
+		enr["user_type"], enr["user_age"] = "ip", int64(0)
+	} else {
+		enr["user_type"], enr["user_age"] = "named", int64(num[9])
+	}
+	label := LabelGood
+	if reverted {
+		label = LabelVandalism
+	}
+	return Case{Event: raw, Enrichment: enr, Label: label}, nil
 }

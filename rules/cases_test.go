@@ -2,17 +2,22 @@ package rules
 
 import (
 	"bytes"
+	"compress/bzip2"
 	"flag"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	json "github.com/goccy/go-json"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/rules/detect"
 )
 
 var updateCases = flag.Bool("update-cases", false, "rewrite testdata/cases/cluebot.dev.jsonl from the ClueBot NG fixture")
@@ -53,8 +58,9 @@ func TestCasesFromClueBot(t *testing.T) {
 		} else {
 			assert.Equal(t, LabelGood, c.Label)
 		}
-		assert.Contains(t, c.Enrichment, "user_editcount")
-		assert.Contains(t, c.Enrichment, "user_age")
+		for _, after := range []string{"user_editcount", "user_warns", "user_distinct_pages", "num_recent_edits", "num_recent_reversions"} {
+			assert.NotContains(t, c.Enrichment, after, "exported years after the edit: not an edit-time input")
+		}
 		if ev.UserType() == "ip" {
 			assert.EqualValues(t, 0, c.Enrichment["user_age"], "IPs have user_age 0")
 		}
@@ -74,7 +80,6 @@ func TestCasesFromClueBot(t *testing.T) {
 	e := cases[0].Enrichment
 	assert.Equal(t, []string{"| Senators = [[Bill Nelson (politician)|Bill Nelson]] (D)<br />[[George LeMieux]] (R)"}, e["added_lines"])
 	assert.Equal(t, []string{"| Senators = [[Bill Nelson (politician)|Bill Nelson]] (D)<br />[[Marco Rubio]] (R)"}, e["removed_lines"])
-	assert.EqualValues(t, 13412, e["user_editcount"])
 	assert.EqualValues(t, 1288755849-1228940029, e["user_age"])
 	assert.EqualValues(t, 1288755849-1014651791, e["page_age"])
 	assert.EqualValues(t, 3, e["edit_delta"], "George LeMieux is 3 bytes longer than Marco Rubio")
@@ -101,7 +106,7 @@ func TestCasesFromClueBotErrors(t *testing.T) {
 		{"bad id", header + "x,T,main,U,,1288755849,a,b,True,1,1\n", "EditID"},
 		{"bad namespace", header + "1,T,nowhere,U,,1288755849,a,b,True,1,1\n", "unknown namespace"},
 		{"bad label", header + "1,T,main,U,,1288755849,a,b,maybe,1,1\n", "isvandalism"},
-		{"bad count", header + "1,T,main,U,,1288755849,a,b,True,many,1\n", "user_edit_count"},
+		{"bad time", header + "x,T,main,U,,later,a,b,True,1,1\n", "EditID"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,6 +126,131 @@ func TestCasesFromClueBotBadDiff(t *testing.T) {
 	assert.NotContains(t, cases[0].Enrichment, "added_lines", "an unfetched diff is unknown, not empty")
 	assert.NotContains(t, cases[0].Enrichment, "edit_delta")
 	assert.EqualValues(t, 0, cases[0].Enrichment["user_age"])
+}
+
+// An empty cell is unknown: a named user with no registration time gets no
+// user_age, a row without page_made_time no page_age.
+func TestCasesFromClueBotEmptyCells(t *testing.T) {
+	csv := "EditID,title,namespace,user,comment,current_timestamp,added_lines,deleted_lines,isvandalism,user_edit_count,user_reg_time,user_warns,page_made_time\n" +
+		"7,T,main,Someone,,1288755849,a,b,False,,,,\n"
+	cases, err := CasesFromClueBot(strings.NewReader(csv))
+	require.NoError(t, err)
+	require.Len(t, cases, 1)
+	for _, k := range []string{"user_age", "page_age", "user_editcount", "user_warns"} {
+		assert.NotContains(t, cases[0].Enrichment, k)
+	}
+}
+
+const (
+	oresDevFixture = "../testdata/fixtures/ores.enwiki.features_reverted.dev.tsv.bz2"
+	oresDevCases   = "../testdata/cases/ores.dev.jsonl.bz2"
+)
+
+func TestCasesFromORES(t *testing.T) {
+	in := "677650970\t1\t1\t0\t0.0\t0.0\t1.0\tFalse\tFalse\t224994649\tFalse\n" +
+		"695071713\t1\t0\t10974\t-1.0\t-2.547619047619048\t-1477.9699604325442\tTrue\tFalse\t313948852\tTrue\n"
+	cases, err := CasesFromORES(strings.NewReader(in))
+	require.NoError(t, err)
+	require.Len(t, cases, 2)
+	assert.Equal(t, LabelGood, cases[0].Label)
+	assert.Equal(t, LabelVandalism, cases[1].Label)
+	ev, err := event.Decode(cases[1].Event)
+	require.NoError(t, err)
+	assert.EqualValues(t, 695071713, *ev.Revision.New)
+	assert.Equal(t, caseMetaID("ores", 695071713), ev.Meta.ID)
+	assert.Equal(t, "enwiki", ev.Wiki)
+	e := cases[1].Enrichment
+	assert.Equal(t, "ip", e["user_type"])
+	assert.EqualValues(t, 0, e["user_age"], "IPs have user_age 0 (the file holds the time since 2006)")
+	assert.EqualValues(t, 10974, e["words_removed"])
+	assert.InDelta(t, -1477.97, e["non_stopword_prop_delta"], 0.01)
+	assert.Equal(t, "named", cases[0].Enrichment["user_type"])
+	assert.EqualValues(t, 224994649, cases[0].Enrichment["user_age"])
+
+	// The features reach the score's inputs unchanged.
+	f, err := CaseFeatures(ev, cases[1].Enrichment)
+	require.NoError(t, err)
+	assert.True(t, f.ORESKnown)
+	assert.False(t, f.TextKnown, "an ORES case has no text")
+	assert.Equal(t, 10974, f.ORES.WordsRemoved)
+	assert.InDelta(t, -2.5476, f.ORES.InformalsDelta, 1e-3)
+	assert.Equal(t, "ip", f.UserType)
+
+	for name, bad := range map[string]string{
+		"columns": "1\t2\n",
+		"rev_id":  "x\t1\t1\t0\t0\t0\t1\tFalse\tFalse\t1\tFalse\n",
+		"feature": "1\tx\t1\t0\t0\t0\t1\tFalse\tFalse\t1\tFalse\n",
+		"label":   "1\t1\t1\t0\t0\t0\t1\tFalse\tFalse\t1\tmaybe\n",
+	} {
+		_, err := CasesFromORES(strings.NewReader(bad))
+		assert.Error(t, err, name)
+	}
+}
+
+// TestORESCasesFile: the committed ORES dev cases are what the converter
+// makes of the committed dev split (bzip2 input recognised).
+func TestORESCasesFile(t *testing.T) {
+	f, err := os.Open(oresDevFixture)
+	require.NoError(t, err)
+	defer f.Close()
+	cases, err := CasesFromORES(f)
+	require.NoError(t, err)
+	require.Len(t, cases, 10484)
+	vandal := 0
+	for _, c := range cases {
+		if c.Label == LabelVandalism {
+			vandal++
+		}
+	}
+	assert.Equal(t, 644, vandal)
+	var want bytes.Buffer
+	require.NoError(t, WriteCases(&want, cases))
+	cf, err := os.Open(oresDevCases)
+	require.NoError(t, err)
+	defer cf.Close()
+	got, err := io.ReadAll(bzip2.NewReader(cf))
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(want.Bytes(), got), "%s is stale: regenerate it with rcwatch rules cases --from ores-reverted %s | bzip2 -9", oresDevCases, oresDevFixture)
+}
+
+// TestFeaturesOfflineEqualsLive: for the same case, the features the
+// training command gets (CaseFeatures, from the case's enrichment) are the
+// ones the evaluator computes live (an Enricher returning the same diff
+// and user).
+func TestFeaturesOfflineEqualsLive(t *testing.T) {
+	for i, c := range readClueBotFixture(t) {
+		ev, err := event.Decode(c.Event)
+		require.NoError(t, err)
+		off, err := CaseFeatures(ev, c.Enrichment)
+		require.NoError(t, err)
+
+		var live Vars
+		live.fillEvent(ev)
+		en := &Enrichment{}
+		got := Need{User: true}
+		if al, ok := c.Enrichment["added_lines"].([]string); ok {
+			en.AddedLines, en.RemovedLines = al, c.Enrichment["removed_lines"].([]string)
+			got.Diff = true
+		}
+		if ev.UserType() == "named" {
+			age, ok := c.Enrichment["user_age"].(int64)
+			if !ok {
+				continue // unknown registration: live would take revscoring's 2006 epoch
+			}
+			en.UserRegistration = ev.Time().Add(-time.Duration(age) * time.Second)
+		}
+		live.fillEnrichment(en, got, ev.Time())
+		// What the enricher does not fetch live yet (the page's age, the
+		// byte sizes) comes from the event or the case alike.
+		if pa, ok := c.Enrichment["page_age"].(int64); ok {
+			live.PageAge = pa
+		}
+		if d, ok := c.Enrichment["edit_delta"].(int64); ok {
+			live.EditDelta = d
+		}
+		assert.Equal(t, fmt.Sprint(detect.Inputs(off)), fmt.Sprint(detect.Inputs(live.textFeatures())), "case %d", i) // NaN is missing
+		assert.Equal(t, detect.VandalismScore(off), detect.VandalismScore(live.textFeatures()), "case %d", i)
+	}
 }
 
 func TestReadCases(t *testing.T) {

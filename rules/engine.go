@@ -285,12 +285,7 @@ func (st *evalState) derive(want derived, maxAge time.Duration) {
 		st.done |= derivedLinks
 	}
 	if want&(derivedText|derivedScore) != 0 && st.done&derivedText == 0 {
-		st.feat = v.features()
-		st.feat.SetText(v.AddedLines, v.RemovedLines)
-		f := &st.feat
-		v.ProfanityCount, v.ProfanityRemoved, v.NonsenseScore = f.Profanity, f.ProfanityRemoved, f.Nonsense
-		v.ShoutingRatio, v.RepeatedChars, v.RefsRemoved = f.Shouting, f.RepeatedChars, f.RefsRemoved
-		v.LinksAdded, v.Blanking, v.AddedChars, v.RemovedChars = f.LinksAdded, f.Blanking, f.AddedChars, f.RemovedChars
+		st.feat = v.textFeatures() // also sets the text signals' variables
 		st.done |= derivedText
 	}
 	if want&derivedScore != 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -45,7 +46,23 @@ type Vars struct {
 	Timestamp         int64    `expr:"timestamp"`     // unix seconds
 	Wiki              string   `expr:"wiki"`
 
+	// ORES's edit-time features (rules/detect ores.go): computed from the
+	// diff when referenced; an offline case from the ORES set gives them.
+	LongestRepeatedCharAdded int     `expr:"longest_repeated_char_added"`
+	WordsAdded               int     `expr:"words_added"`
+	WordsRemoved             int     `expr:"words_removed"`
+	BadwordsPropDelta        float64 `expr:"badwords_prop_delta"`
+	InformalsPropDelta       float64 `expr:"informals_prop_delta"`
+	NonStopwordPropDelta     float64 `expr:"non_stopword_prop_delta"`
+	UserBotOrSysop           bool    `expr:"user_bot_or_sysop"` // in the bot or sysop group; needs user info
+
+	// What this evaluation knows (not rule variables): the model treats
+	// what is not known as missing rather than as zero.
+	oresSet, diffKnown, userKnown bool
+
 	// Case-only statistics (offline cases carry them; live they are 0).
+	// The vandalism score does not use them: the ClueBot NG export's values
+	// were taken years after the edits.
 	UserWarns           int64 `expr:"user_warns"`
 	UserDistinctPages   int64 `expr:"user_distinct_pages"`
 	NumRecentEdits      int64 `expr:"num_recent_edits"`
@@ -151,6 +168,13 @@ func buildVarTable() map[string]*varInfo {
 		"citation_stale":    {text, derivedCitations}, "citation_dead": {text, derivedCitations},
 		"citation_bare_urls":       {text, derivedCitations},
 		"citation_bare_urls_added": {diff, derivedAddedCite},
+		"user_bot_or_sysop":        {user, 0},
+	}
+	for _, n := range oresVarNames {
+		special[n] = struct {
+			need    Need
+			derived derived
+		}{diff, derivedText}
 	}
 	out := map[string]*varInfo{}
 	t := reflect.TypeOf(Vars{})
@@ -164,7 +188,7 @@ func buildVarTable() map[string]*varInfo {
 		if s, ok := special[name]; ok {
 			vi.need, vi.derived = s.need, s.derived
 		}
-		vi.caseSet = vi.derived == 0 || vi.derived == derivedLinks
+		vi.caseSet = vi.derived == 0 || vi.derived == derivedLinks || slices.Contains(oresVarNames, name)
 		out[name] = vi
 	}
 	return out
@@ -293,15 +317,28 @@ func (v *Vars) fillEnrichment(en *Enrichment, got Need, evTime time.Time) {
 	}
 	if got.Diff {
 		v.AddedLines, v.RemovedLines = en.AddedLines, en.RemovedLines
+		v.diffKnown = true
 	}
 	if got.User {
+		v.userKnown = true
 		v.UserEditCount = en.UserEditCount
 		v.UserGroups = en.UserGroups
-		if !en.UserRegistration.IsZero() && !evTime.IsZero() {
-			v.UserAge = max(int64(evTime.Sub(en.UserRegistration)/time.Second), 0)
+		v.UserBotOrSysop = slices.Contains(en.UserGroups, "bot") || slices.Contains(en.UserGroups, "sysop")
+		reg := en.UserRegistration
+		if reg.IsZero() && v.UserType == "named" {
+			// Accounts older than registration records, as revscoring
+			// (and so the ORES training data) take them.
+			reg = time.Unix(detect.MWRegistrationEpoch, 0)
+		}
+		if !reg.IsZero() && !evTime.IsZero() && v.UserType == "named" {
+			v.UserAge = max(int64(evTime.Sub(reg)/time.Second), 0)
 		}
 	}
 }
+
+// oresVarNames are the ORES text features' variable names.
+var oresVarNames = []string{"longest_repeated_char_added", "words_added", "words_removed",
+	"badwords_prop_delta", "informals_prop_delta", "non_stopword_prop_delta"}
 
 // setKnown sets variables by name from an offline case's enrichment (JSON
 // values: numbers, strings, booleans, lists of strings) and returns what
@@ -316,6 +353,14 @@ func (v *Vars) setKnown(known map[string]any) (Need, error) {
 		}
 		if err := setValue(rv.FieldByIndex(vi.index), val); err != nil {
 			return have, fmt.Errorf("case variable %s: %w", name, err)
+		}
+		switch {
+		case slices.Contains(oresVarNames, name):
+			v.oresSet = true
+		case name == "added_lines" || name == "removed_lines":
+			v.diffKnown = true
+		case vi.need.User:
+			v.userKnown = true
 		}
 		have = have.union(vi.need)
 	}
@@ -401,7 +446,8 @@ func (v *Vars) valueOf(name string) (any, bool) {
 	return reflect.ValueOf(v).Elem().FieldByIndex(vi.index).Interface(), true
 }
 
-// features fills the detectors' inputs from the variables.
+// features fills the detectors' inputs from the variables (not the text
+// signals: see textFeatures).
 func (v *Vars) features() detect.Features {
 	return detect.Features{
 		OldSize: v.OldSize, NewSize: v.NewSize, EditDelta: v.EditDelta,
@@ -409,5 +455,45 @@ func (v *Vars) features() detect.Features {
 		UserGroups: v.UserGroups, UserWarns: v.UserWarns, UserDistinctPages: v.UserDistinctPages,
 		NumRecentEdits: v.NumRecentEdits, NumRecentReversions: v.NumRecentReversions, Bot: v.Bot,
 		PageAge: float64(v.PageAge), Namespace: v.PageNamespace, Minor: v.Minor, Summary: v.Summary,
+		UserKnown: v.userKnown || v.UserType == "ip" || v.UserType == "temp", BotOrSysop: v.UserBotOrSysop,
 	}
+}
+
+// textFeatures is every input of the detectors and the vandalism score: the
+// variables, the text signals of the diff, and ORES's features (computed
+// from the diff unless the case gave them). It also sets the text signals'
+// variables. The evaluator (live and on offline cases) and the training
+// command (CaseFeatures) both use it, so they cannot drift apart.
+func (v *Vars) textFeatures() detect.Features {
+	f := v.features()
+	f.SetText(v.AddedLines, v.RemovedLines)
+	f.TextKnown = v.diffKnown
+	switch {
+	case v.oresSet:
+		f.ORES = detect.ORES{LongestRepeatedCharAdded: v.LongestRepeatedCharAdded, WordsAdded: v.WordsAdded,
+			WordsRemoved: v.WordsRemoved, BadwordsDelta: v.BadwordsPropDelta, InformalsDelta: v.InformalsPropDelta,
+			NonStopwordDelta: v.NonStopwordPropDelta}
+		f.ORESKnown = true
+	case v.diffKnown:
+		o := detect.ORESText(v.AddedLines, v.RemovedLines, v.OldWikitext)
+		f.ORES, f.ORESKnown = o, true
+		v.LongestRepeatedCharAdded, v.WordsAdded, v.WordsRemoved = o.LongestRepeatedCharAdded, o.WordsAdded, o.WordsRemoved
+		v.BadwordsPropDelta, v.InformalsPropDelta, v.NonStopwordPropDelta = o.BadwordsDelta, o.InformalsDelta, o.NonStopwordDelta
+	}
+	v.ProfanityCount, v.ProfanityRemoved, v.NonsenseScore = f.Profanity, f.ProfanityRemoved, f.Nonsense
+	v.ShoutingRatio, v.RepeatedChars, v.RefsRemoved = f.Shouting, f.RepeatedChars, f.RefsRemoved
+	v.LinksAdded, v.Blanking, v.AddedChars, v.RemovedChars = f.LinksAdded, f.Blanking, f.AddedChars, f.RemovedChars
+	return f
+}
+
+// CaseFeatures is what the evaluator computes as the vandalism score's
+// inputs for an event with the variables known (an offline case's
+// enrichment): the one feature mapping that training and serving share.
+func CaseFeatures(ev *event.RecentChange, known map[string]any) (detect.Features, error) {
+	var v Vars
+	v.fillEvent(ev)
+	if _, err := v.setKnown(known); err != nil {
+		return detect.Features{}, err
+	}
+	return v.textFeatures(), nil
 }

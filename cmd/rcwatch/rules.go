@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"compress/bzip2"
 	"context"
 	"errors"
 	"fmt"
@@ -79,6 +81,8 @@ func newRulesTestCmd() *cobra.Command {
 		asJSON  bool
 		samples int
 		maxRate float64
+		scores  string
+		boots   int
 	)
 	cmd := &cobra.Command{
 		Use:   "test [FILE|DIR…] --events E.jsonl",
@@ -104,7 +108,10 @@ precision–recall curve of vandalism_score.`,
 				}
 				items = append(items, its...)
 			}
-			rep, err := rules.Backtest(cmd.Context(), srcs, items, rules.BacktestConfig{Samples: samples, MaxMatchRate: maxRate})
+			if boots == 0 {
+				boots = -1
+			}
+			rep, err := rules.Backtest(cmd.Context(), srcs, items, rules.BacktestConfig{Samples: samples, MaxMatchRate: maxRate, Bootstrap: boots})
 			if err != nil {
 				if probs := rules.Problems(err); len(probs) > 0 && probs[0].File != "" {
 					for _, p := range probs {
@@ -113,6 +120,11 @@ precision–recall curve of vandalism_score.`,
 					return &exitStatus{code: 1, err: fmt.Errorf("%d problem(s) in the rules", len(probs))}
 				}
 				return err
+			}
+			if scores != "" {
+				if err := writeScores(scores, rep.Scores); err != nil {
+					return err
+				}
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -126,7 +138,40 @@ precision–recall curve of vandalism_score.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object (overall, rules, curve)")
 	cmd.Flags().IntVar(&samples, "samples", 3, "sample matches to show per rule")
 	cmd.Flags().Float64Var(&maxRate, "max-match-rate", 0.05, "flag rules matching more than this share of events (the live auto-disable threshold)")
+	cmd.Flags().StringVar(&scores, "scores", "", `write one JSON line per labelled edit to FILE: {"meta_id","label","score"} (score: vandalism_score)`)
+	cmd.Flags().IntVar(&boots, "bootstrap", 1000, "bootstrap resamples for the 95% confidence intervals (0: none)")
 	return cmd
+}
+
+// writeScores writes one JSON line per labelled case.
+func writeScores(path string, scores []rules.ScoredCase) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("writing scores: %w", err)
+	}
+	bw := bufio.NewWriter(f)
+	enc := json.NewEncoder(bw)
+	for i := range scores {
+		if err := enc.Encode(&scores[i]); err != nil {
+			f.Close()
+			return fmt.Errorf("writing scores: %w", err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing scores: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing scores: %w", err)
+	}
+	return nil
+}
+
+func fmtCI(iv *rules.Interval) string {
+	if iv == nil {
+		return ""
+	}
+	return fmt.Sprintf(" [%.3f, %.3f]", iv.Low, iv.High)
 }
 
 func readItems(path string) ([]rules.Item, error) {
@@ -135,7 +180,11 @@ func readItems(path string) ([]rules.Item, error) {
 		return nil, fmt.Errorf("reading events: %w", err)
 	}
 	defer f.Close()
-	items, err := rules.ReadItems(f)
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".bz2") {
+		r = bzip2.NewReader(f)
+	}
+	items, err := rules.ReadItems(r)
 	if err != nil {
 		return nil, fmt.Errorf("reading events %s: %w", path, err)
 	}
@@ -168,8 +217,8 @@ func printReport(w io.Writer, rep *rules.Report) error {
 		return err
 	}
 	if c := rep.Overall; c != nil {
-		fmt.Fprintf(w, "\noverall (some enabled rule tagged vandalism fired): tp=%d fp=%d fn=%d tn=%d precision=%.3f recall=%.3f false_positive_rate=%.3f\n",
-			c.TP, c.FP, c.FN, c.TN, c.Precision, c.Recall, c.FalsePositiveRate)
+		fmt.Fprintf(w, "\noverall (some enabled rule tagged vandalism fired): tp=%d fp=%d fn=%d tn=%d precision=%.3f%s recall=%.3f%s false_positive_rate=%.3f\n",
+			c.TP, c.FP, c.FN, c.TN, c.Precision, fmtCI(c.PrecisionCI), c.Recall, fmtCI(c.RecallCI), c.FalsePositiveRate)
 	}
 	for _, r := range rep.Rules {
 		if r.WouldAutoDisable {
@@ -193,7 +242,11 @@ func printReport(w io.Writer, rep *rules.Report) error {
 		}
 	}
 	if c := rep.Curve; c != nil {
-		fmt.Fprintf(w, "\nprecision–recall of %s (average precision %.3f)\n", c.Variable, c.AveragePrecision)
+		fmt.Fprintf(w, "\nprecision–recall of %s (average precision %.3f%s", c.Variable, c.AveragePrecision, fmtCI(c.AveragePrecisionCI))
+		if c.ROCAUCCI != nil {
+			fmt.Fprintf(w, ", ROC AUC %.3f%s", c.ROCAUCCI.Value, fmtCI(c.ROCAUCCI))
+		}
+		fmt.Fprintln(w, ")")
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "THRESHOLD\tPRECISION\tRECALL\tFPR\tTP\tFP")
 		step := max(len(c.Points)/20, 1)
@@ -211,26 +264,33 @@ func printReport(w io.Writer, rep *rules.Report) error {
 func newRulesCasesCmd() *cobra.Command {
 	var from string
 	cmd := &cobra.Command{
-		Use:   "cases --from cluebot FILE.csv",
+		Use:   "cases --from cluebot|ores-reverted FILE",
 		Short: "Convert a labelled edit table to offline cases (JSON lines on standard output)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Converts a labelled edit table to offline cases (JSON lines on standard output):
+  --from cluebot        the ClueBot NG labelled edit CSV (only its edit-time columns)
+  --from ores-reverted  ORES's edit-time feature file (TSV, optionally .bz2): label vandalism
+                        for a reverted edit, good otherwise`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if from != "cluebot" {
-				return fmt.Errorf("--from %q: only cluebot is supported", from)
+			convert := map[string]func(io.Reader) ([]rules.Case, error){
+				"cluebot": rules.CasesFromClueBot, "ores-reverted": rules.CasesFromORES,
+			}[from]
+			if convert == nil {
+				return fmt.Errorf("--from %q: want cluebot or ores-reverted", from)
 			}
 			f, err := os.Open(args[0])
 			if err != nil {
 				return fmt.Errorf("reading %s: %w", args[0], err)
 			}
 			defer f.Close()
-			cases, err := rules.CasesFromClueBot(f)
+			cases, err := convert(f)
 			if err != nil {
 				return err
 			}
 			return rules.WriteCases(cmd.OutOrStdout(), cases)
 		},
 	}
-	cmd.Flags().StringVar(&from, "from", "cluebot", "input format: cluebot (the ClueBot NG labelled edit CSV)")
+	cmd.Flags().StringVar(&from, "from", "cluebot", "input format: cluebot (the ClueBot NG labelled edit CSV) or ores-reverted (ORES's edit-time feature TSV)")
 	return cmd
 }
 

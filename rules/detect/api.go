@@ -51,6 +51,17 @@ type Features struct {
 	SmallFix         bool    // only numbers or respellings of removed words inserted (≤ 3 words)
 	TestEdit         bool    // the editing toolbar's placeholder text was saved ('''Bold text''')
 	ProseShare       float64 // share of added lines that are prose (not lists, tables, templates)
+
+	// What is known. The model treats an input it cannot know as missing,
+	// not as zero: an offline case from the ORES set has its nine features
+	// but no text, and an edit whose diff could not be fetched has no text.
+	TextKnown  bool // the added and removed lines are known (SetText was given them)
+	ORESKnown  bool // ORES holds the edit's ORES text features
+	UserKnown  bool // the user's groups and registration were fetched (always true for IPs)
+	BotOrSysop bool // the user is in the bot or sysop group (ORES's in_group({'bot','sysop'}))
+
+	// ORES is the text half of ORES's edit-time feature set (ores.go).
+	ORES ORES
 }
 
 // CitationReport counts outdated or weak citations in a page's wikitext.

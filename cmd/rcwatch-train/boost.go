@@ -1,0 +1,220 @@
+package main
+
+import (
+	"math"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/rcwatch/rcwatch/rules/detect"
+)
+
+// params are the boosting hyper-parameters.
+type params struct {
+	Trees     int     // boosting rounds
+	Depth     int     // tree depth
+	Eta       float64 // shrinkage
+	Lambda    float64 // L2 penalty on leaf values
+	MinHess   float64 // least hessian (weighted p(1-p)) in a child
+	Subsample float64 // share of rows each tree sees
+	Seed      uint64
+}
+
+// dataset is the training matrix: rows of inputs (NaN missing), labels and
+// weights.
+type dataset struct {
+	X [][]float64
+	Y []bool
+	W []float64
+}
+
+func (d *dataset) add(x []float64, y bool, w float64) {
+	d.X = append(d.X, x)
+	d.Y = append(d.Y, y)
+	d.W = append(d.W, w)
+}
+
+// fit trains a gradient-boosted tree ensemble for the logistic loss
+// (Newton steps, exact greedy splits on pre-sorted values, missing values
+// sent to the side that gains most). Deterministic for p.Seed.
+func fit(d *dataset, p params) *detect.Model {
+	n := len(d.X)
+	nf := detect.NumInputs
+	// Base: the weighted log-odds.
+	var sw, sp float64
+	for i := range d.Y {
+		sw += d.W[i]
+		if d.Y[i] {
+			sp += d.W[i]
+		}
+	}
+	base := math.Log(sp / (sw - sp))
+	m := &detect.Model{Inputs: detect.InputNames(), Base: base}
+	// Rows sorted by each feature (NaNs left out).
+	order := make([][]int32, nf)
+	for f := 0; f < nf; f++ {
+		var idx []int32
+		for i := 0; i < n; i++ {
+			if !math.IsNaN(d.X[i][f]) {
+				idx = append(idx, int32(i))
+			}
+		}
+		sort.SliceStable(idx, func(a, b int) bool { return d.X[idx[a]][f] < d.X[idx[b]][f] })
+		order[f] = idx
+	}
+	z := make([]float64, n)
+	for i := range z {
+		z[i] = base
+	}
+	g := make([]float64, n)
+	h := make([]float64, n)
+	node := make([]int32, n) // the row's node in the tree being grown; -1: not in this tree's sample
+	rng := rand.New(rand.NewPCG(p.Seed, 0x5eed))
+	for t := 0; t < p.Trees; t++ {
+		for i := 0; i < n; i++ {
+			pr := detect.Sigmoid(z[i])
+			y := 0.0
+			if d.Y[i] {
+				y = 1
+			}
+			g[i] = d.W[i] * (pr - y)
+			h[i] = d.W[i] * math.Max(pr*(1-pr), 1e-6)
+			node[i] = 0
+			if p.Subsample < 1 && rng.Float64() >= p.Subsample {
+				node[i] = -1
+			}
+		}
+		tree := growTree(d, order, g, h, node, p)
+		m.Trees = append(m.Trees, tree)
+		for i := 0; i < n; i++ {
+			z[i] += tree.Eval(d.X[i])
+		}
+	}
+	return m
+}
+
+type split struct {
+	gain        float64
+	feature     int
+	threshold   float64
+	missingLeft bool
+}
+
+// growTree grows one tree level by level. node holds each row's current
+// node (tree index), -1 for rows outside this tree's sample.
+func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p params) detect.Tree {
+	tree := detect.Tree{{}}
+	leafG, leafH := []float64{0}, []float64{0}
+	for i := range node {
+		if node[i] == 0 {
+			leafG[0] += g[i]
+			leafH[0] += h[i]
+		}
+	}
+	frontier := []int{0}
+	score := func(G, H float64) float64 { return G * G / (H + p.Lambda) }
+	// Per node running sums of one feature's scan, indexed by tree node.
+	type acc struct {
+		on                 bool // the node is in the frontier
+		G, H, missG, missH float64
+		last               float64
+		seen               bool
+		best               split
+	}
+	for depth := 0; depth < p.Depth && len(frontier) > 0; depth++ {
+		accs := make([]acc, len(tree))
+		for _, nd := range frontier {
+			accs[nd].on = true
+			accs[nd].best.feature = -1
+		}
+		for f := 0; f < detect.NumInputs; f++ {
+			for _, nd := range frontier {
+				a := &accs[nd]
+				a.G, a.H, a.seen = 0, 0, false
+				a.missG, a.missH = leafG[nd], leafH[nd]
+			}
+			for _, i := range order[f] {
+				nd := node[i]
+				if nd < 0 || !accs[nd].on {
+					continue
+				}
+				a := &accs[nd]
+				a.missG -= g[i]
+				a.missH -= h[i]
+			}
+			for _, i := range order[f] {
+				nd := node[i]
+				if nd < 0 || !accs[nd].on {
+					continue
+				}
+				a := &accs[nd]
+				v := d.X[i][f]
+				if a.seen && v > a.last {
+					G, H := leafG[nd], leafH[nd]
+					parent := score(G, H)
+					for _, ml := range [2]bool{false, true} {
+						GL, HL := a.G, a.H
+						if ml {
+							GL, HL = GL+a.missG, HL+a.missH
+						}
+						GR, HR := G-GL, H-HL
+						if HL < p.MinHess || HR < p.MinHess {
+							continue
+						}
+						if gain := score(GL, HL) + score(GR, HR) - parent; gain > a.best.gain+1e-12 {
+							a.best = split{gain: gain, feature: f, threshold: (a.last + v) / 2, missingLeft: ml}
+						}
+					}
+				}
+				a.G += g[i]
+				a.H += h[i]
+				a.last, a.seen = v, true
+			}
+		}
+		best := func(nd int) *split { return &accs[nd].best }
+		var next []int
+		for _, nd := range frontier {
+			b := best(nd)
+			if b.feature < 0 {
+				continue
+			}
+			l, r := len(tree), len(tree)+1
+			tree[nd] = detect.Node{Feature: b.feature, Threshold: b.threshold, Left: l, Right: r, MissingLeft: b.missingLeft}
+			tree = append(tree, detect.Node{}, detect.Node{})
+			leafG, leafH = append(leafG, 0, 0), append(leafH, 0, 0)
+			next = append(next, l, r)
+		}
+		if len(next) == 0 {
+			break
+		}
+		for i := range node {
+			nd := int(node[i])
+			if nd < 0 || nd >= len(accs) || !accs[nd].on || tree[nd].Left == 0 {
+				continue
+			}
+			n := tree[nd]
+			v := d.X[i][n.Feature]
+			var c int
+			switch {
+			case math.IsNaN(v):
+				c = n.Right
+				if n.MissingLeft {
+					c = n.Left
+				}
+			case v < n.Threshold:
+				c = n.Left
+			default:
+				c = n.Right
+			}
+			node[i] = int32(c)
+			leafG[c] += g[i]
+			leafH[c] += h[i]
+		}
+		frontier = next
+	}
+	for i := range tree {
+		if tree[i].Left == 0 {
+			tree[i].Value = -leafG[i] / (leafH[i] + p.Lambda) * p.Eta
+		}
+	}
+	return tree
+}

@@ -1,0 +1,326 @@
+// Command rcwatch-train trains the vandalism score of rules/detect: a small
+// gradient-boosted tree ensemble over detect.Inputs, fitted on ORES's
+// edit-time feature set (the dev split in testdata/cases) together with the
+// ClueBot NG text cases. The features come from rules.CaseFeatures, the
+// mapping the evaluator itself uses. It cross-validates on the training data
+// only, picks the alerting threshold from the ClueBot NG out-of-fold scores,
+// prints a report and writes rules/detect/model.json.
+//
+//	go run ./cmd/rcwatch-train
+//
+// Everything is deterministic for a given -seed. -heldout FILE… scores the
+// final model once on held-out cases and reports it; nothing is tuned on it.
+package main
+
+import (
+	"bytes"
+	"compress/bzip2"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strings"
+
+	"github.com/rcwatch/rcwatch/rules"
+	"github.com/rcwatch/rcwatch/rules/detect"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "rcwatch-train:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	ores, cluebot, out string
+	heldout            []string
+	cluebotWeight      float64
+	folds, repeats     int
+	boots              int
+	p                  params
+	minPrecision       float64
+	minRecall          float64
+	holdoutPos         int
+	holdoutNeg         int
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func run(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("rcwatch-train", flag.ContinueOnError)
+	var c config
+	var held stringList
+	fs.StringVar(&c.ores, "ores", "testdata/cases/ores.dev.jsonl.bz2", "ORES edit-time feature cases (JSON lines, .bz2 allowed)")
+	fs.StringVar(&c.cluebot, "cluebot", "testdata/cases/cluebot.dev.jsonl", "ClueBot NG text cases")
+	fs.StringVar(&c.out, "out", "rules/detect/model.json", "model file to write (\"\" to only report)")
+	fs.Var(&held, "heldout", "cases to score the final model on once (repeatable; report only)")
+	fs.Float64Var(&c.cluebotWeight, "cluebot-weight", 8, "weight of a ClueBot NG case against an ORES case")
+	fs.IntVar(&c.folds, "folds", 5, "cross-validation folds")
+	fs.IntVar(&c.repeats, "repeats", 2, "cross-validation repeats of the ClueBot NG folds")
+	fs.IntVar(&c.boots, "bootstrap", 1000, "bootstrap resamples for the confidence intervals")
+	fs.IntVar(&c.p.Trees, "trees", 200, "boosting rounds")
+	fs.IntVar(&c.p.Depth, "depth", 3, "tree depth")
+	fs.Float64Var(&c.p.Eta, "eta", 0.05, "shrinkage")
+	fs.Float64Var(&c.p.Lambda, "lambda", 1, "L2 penalty on leaf values")
+	fs.Float64Var(&c.p.MinHess, "min-hess", 3, "least hessian weight in a child")
+	fs.Float64Var(&c.p.Subsample, "subsample", 0.8, "share of rows each tree sees")
+	fs.Uint64Var(&c.p.Seed, "seed", 1, "random seed")
+	fs.Float64Var(&c.minPrecision, "min-precision", 0.35, "the ClueBot NG bar: precision")
+	fs.Float64Var(&c.minRecall, "min-recall", 0.4, "the ClueBot NG bar: recall")
+	fs.IntVar(&c.holdoutPos, "holdout-pos", 22, "vandalism cases in the ClueBot NG held-out half (the threshold is picked to pass on samples of its shape)")
+	fs.IntVar(&c.holdoutNeg, "holdout-neg", 244, "good cases in the ClueBot NG held-out half")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c.heldout = held
+	ores, err := load(c.ores)
+	if err != nil {
+		return err
+	}
+	cb, err := load(c.cluebot)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "training data: %s %d cases (%d vandalism); %s %d cases (%d vandalism), weight %g\n",
+		c.ores, len(ores), positives(ores), c.cluebot, len(cb), positives(cb), c.cluebotWeight)
+	fmt.Fprintf(stdout, "model: %d trees of depth %d, eta %g, lambda %g, min hessian %g, subsample %g, seed %d\n\n",
+		c.p.Trees, c.p.Depth, c.p.Eta, c.p.Lambda, c.p.MinHess, c.p.Subsample, c.p.Seed)
+
+	// Cross-validation: ORES folds (all ClueBot NG cases in training), then
+	// repeated ClueBot NG folds (all ORES cases in training).
+	oresOOF := crossValidate(ores, 1, cb, c.cluebotWeight, 1, c)
+	cbOOF := crossValidate(cb, c.cluebotWeight, ores, 1, c.repeats, c)
+	oy := labels(ores)
+	fmt.Fprintf(stdout, "ORES dev, %d-fold cross-validation (out-of-fold scores):\n", c.folds)
+	fmt.Fprintf(stdout, "  ROC AUC %s\n  average precision %s\n", ci(oresOOF[0], oy, c, rules.ROCAUC), ci(oresOOF[0], oy, c, rules.AveragePrecision))
+	cy := labels(cb)
+	fmt.Fprintf(stdout, "ClueBot NG dev, %d-fold cross-validation x %d repeats (out-of-fold scores, repeat 1; repeat 2…):\n", c.folds, c.repeats)
+	par := func(s []float64, l []bool) float64 { return rules.PrecisionAtRecall(s, l, c.minRecall) }
+	for r, s := range cbOOF {
+		fmt.Fprintf(stdout, "  repeat %d: ROC AUC %s, average precision %s, precision at recall ≥ %.2f %s\n", r+1,
+			ci(s, cy, c, rules.ROCAUC), ci(s, cy, c, rules.AveragePrecision), c.minRecall, ci(s, cy, c, par))
+	}
+	th, pass := pickThreshold(cbOOF, cy, c)
+	fmt.Fprintf(stdout, "threshold %.3f: passes precision ≥ %.2f at recall ≥ %.2f in %.0f%% of stratified resamples of the held-out half's shape (%d/%d)\n",
+		th, c.minPrecision, c.minRecall, 100*pass, c.holdoutPos, c.holdoutNeg)
+	for r, s := range cbOOF {
+		p, rc := rules.PrecisionRecallAt(s, cy, th)
+		fmt.Fprintf(stdout, "  repeat %d at the threshold: precision %.3f recall %.3f\n", r+1, p, rc)
+	}
+	share := 0
+	for _, s := range oresOOF[0] {
+		if s >= th {
+			share++
+		}
+	}
+	fmt.Fprintf(stdout, "share of ORES dev edits (a random sample of enwiki edits) at or above it: %.3f\n\n", float64(share)/float64(len(ores)))
+
+	// The final model: everything.
+	var d dataset
+	addAll(&d, ores, 1)
+	addAll(&d, cb, c.cluebotWeight)
+	m := fit(&d, c.p)
+	m.Threshold = math.Round(th*1000) / 1000
+	m.Note = fmt.Sprintf("go run ./cmd/rcwatch-train (ORES %s + ClueBot NG %s weight %g; %d trees, depth %d, eta %g, lambda %g, min hessian %g, subsample %g, seed %d)",
+		c.ores, c.cluebot, c.cluebotWeight, c.p.Trees, c.p.Depth, c.p.Eta, c.p.Lambda, c.p.MinHess, c.p.Subsample, c.p.Seed)
+	for _, h := range c.heldout {
+		ex, err := load(h)
+		if err != nil {
+			return err
+		}
+		s := make([]float64, len(ex))
+		for i, e := range ex {
+			s[i] = detect.Sigmoid(m.Logit(e.x[:]))
+		}
+		l := labels(ex)
+		p, rc := rules.PrecisionRecallAt(s, l, m.Threshold)
+		fmt.Fprintf(stdout, "held out %s (%d cases, %d vandalism): ROC AUC %s, average precision %s, precision at recall ≥ %.2f %s; at the threshold precision %.3f recall %.3f\n",
+			h, len(ex), positives(ex), ci(s, l, c, rules.ROCAUC), ci(s, l, c, rules.AveragePrecision), c.minRecall, ci(s, l, c, par), p, rc)
+	}
+	if c.out == "" {
+		return nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	if err := enc.Encode(m); err != nil {
+		return fmt.Errorf("encoding the model: %w", err)
+	}
+	if err := os.WriteFile(c.out, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("writing the model: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s (%d trees, threshold %.3f)\n", c.out, len(m.Trees), m.Threshold)
+	return nil
+}
+
+type example struct {
+	id     string
+	x      [detect.NumInputs]float64
+	vandal bool
+}
+
+// load reads labelled edit cases and maps them to model inputs with the
+// evaluator's own mapping (rules.CaseFeatures).
+func load(path string) ([]example, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading cases: %w", err)
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".bz2") {
+		r = bzip2.NewReader(f)
+	}
+	items, err := rules.ReadItems(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading cases %s: %w", path, err)
+	}
+	var out []example
+	for _, it := range items {
+		if it.Label == "" || (it.Event.Type != "edit" && it.Event.Type != "new") {
+			continue
+		}
+		ft, err := rules.CaseFeatures(it.Event, it.Known)
+		if err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", path, it.Line, err)
+		}
+		out = append(out, example{id: it.Event.Meta.ID, x: detect.Inputs(ft), vandal: it.Label == rules.LabelVandalism})
+	}
+	return out, nil
+}
+
+func addAll(d *dataset, ex []example, w float64) {
+	for i := range ex {
+		d.add(ex[i].x[:], ex[i].vandal, w)
+	}
+}
+
+func labels(ex []example) []bool {
+	out := make([]bool, len(ex))
+	for i, e := range ex {
+		out[i] = e.vandal
+	}
+	return out
+}
+
+func positives(ex []example) int {
+	n := 0
+	for _, e := range ex {
+		if e.vandal {
+			n++
+		}
+	}
+	return n
+}
+
+// crossValidate scores each case of target out of fold (stratified folds,
+// repeats times with different shuffles); other is always in training.
+func crossValidate(target []example, targetW float64, other []example, otherW float64, repeats int, c config) [][]float64 {
+	out := make([][]float64, repeats)
+	for r := 0; r < repeats; r++ {
+		fold := stratifiedFolds(target, c.folds, c.p.Seed+uint64(r)*7919)
+		scores := make([]float64, len(target))
+		for k := 0; k < c.folds; k++ {
+			var d dataset
+			var test []int
+			for i := range target {
+				if fold[i] == k {
+					test = append(test, i)
+				} else {
+					d.add(target[i].x[:], target[i].vandal, targetW)
+				}
+			}
+			addAll(&d, other, otherW)
+			m := fit(&d, c.p)
+			for _, i := range test {
+				scores[i] = detect.Sigmoid(m.Logit(target[i].x[:]))
+			}
+		}
+		out[r] = scores
+	}
+	return out
+}
+
+func stratifiedFolds(ex []example, folds int, seed uint64) []int {
+	rng := rand.New(rand.NewPCG(seed, 0xf01d))
+	var pos, neg []int
+	for i, e := range ex {
+		if e.vandal {
+			pos = append(pos, i)
+		} else {
+			neg = append(neg, i)
+		}
+	}
+	out := make([]int, len(ex))
+	for _, g := range [][]int{pos, neg} {
+		rng.Shuffle(len(g), func(a, b int) { g[a], g[b] = g[b], g[a] })
+		for k, i := range g {
+			out[i] = k % folds
+		}
+	}
+	return out
+}
+
+func ci(s []float64, l []bool, c config, stat func([]float64, []bool) float64) string {
+	iv := rules.BootstrapCI(s, l, c.boots, c.p.Seed, stat)
+	return fmt.Sprintf("%.3f [%.3f, %.3f]", iv.Value, iv.Low, iv.High)
+}
+
+// pickThreshold picks the threshold most likely to pass the bar on a sample
+// shaped like the held-out half: over stratified resamples (holdoutPos
+// vandalism, holdoutNeg good) of each repeat's out-of-fold scores, the share
+// where "score ≥ threshold" reaches the bar. Candidates run from 0.05 to 0.8.
+func pickThreshold(oof [][]float64, y []bool, c config) (float64, float64) {
+	rng := rand.New(rand.NewPCG(c.p.Seed, 0x7e5))
+	var samples [][2][]float64 // [pos scores, neg scores]
+	for _, s := range oof {
+		var pos, neg []float64
+		for i, v := range s {
+			if y[i] {
+				pos = append(pos, v)
+			} else {
+				neg = append(neg, v)
+			}
+		}
+		for b := 0; b < 200; b++ {
+			var sp, sn []float64
+			for k := 0; k < c.holdoutPos; k++ {
+				sp = append(sp, pos[rng.IntN(len(pos))])
+			}
+			for k := 0; k < c.holdoutNeg; k++ {
+				sn = append(sn, neg[rng.IntN(len(neg))])
+			}
+			samples = append(samples, [2][]float64{sp, sn})
+		}
+	}
+	best, bestPass := 0.5, -1.0
+	for th := 0.05; th <= 0.8; th += 0.005 {
+		pass := 0
+		for _, sm := range samples {
+			tp, fp := countAbove(sm[0], th), countAbove(sm[1], th)
+			if tp+fp > 0 && float64(tp)/float64(tp+fp) >= c.minPrecision && float64(tp)/float64(len(sm[0])) >= c.minRecall {
+				pass++
+			}
+		}
+		if r := float64(pass) / float64(len(samples)); r > bestPass+1e-9 {
+			best, bestPass = th, r
+		}
+	}
+	return best, bestPass
+}
+
+func countAbove(s []float64, th float64) int {
+	n := 0
+	for _, v := range s {
+		if v >= th {
+			n++
+		}
+	}
+	return n
+}
