@@ -1,0 +1,474 @@
+package ingest
+
+// The MediaWiki RC feed adapter: a wiki configured with
+//
+//	$wgRCFeeds['rcwatch'] = ['formatter' => 'JSONRCFeedFormatter', 'uri' => 'udp://HOST:PORT'];
+//
+// pushes one JSON datagram per recent change, with the recentchange core
+// fields but none of EventStreams' envelope. RCFeed receives them, turns each
+// into an EventStreams-compatible event (meta.id, meta.dt, meta.domain,
+// meta.stream, meta.uri, title_url, notify_url) and serves them as SSE with
+// ids that Last-Event-ID resumes from, out of a bounded in-memory ring.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// RCFeedConfig configures the RC feed adapter.
+type RCFeedConfig struct {
+	// Buffer is how many events the ring keeps for Last-Event-ID resumes
+	// (default 100,000, about 100 MB at worst). A client resuming from an
+	// event older than the ring gets the oldest event kept, and the gap is
+	// logged and counted (rcwatch_rcfeed_resume_gap_events_total): the
+	// events in between are lost to it, as they are to an EventStreams
+	// client resuming past Kafka's retention.
+	Buffer int
+	// Stream is meta.stream (default "mediawiki.recentchange").
+	Stream string
+	// Topic names the synthetic topic of the SSE id lines (default
+	// "rcfeed.mediawiki.recentchange").
+	Topic string
+	// MaxDatagram is the largest datagram read (default 65,535, UDP's limit);
+	// a longer one is truncated by the kernel and rejected as invalid JSON.
+	MaxDatagram int
+	// Now stamps meta.dt when a datagram has no usable timestamp.
+	Now func() time.Time
+}
+
+// ErrRCFeedDatagram is wrapped by every rejection of a datagram.
+var ErrRCFeedDatagram = errors.New("not a MediaWiki RC feed message")
+
+// RCFeed is the adapter. Add converts one datagram; Listen reads datagrams
+// from a UDP socket; ServeHTTP serves the SSE stream.
+type RCFeed struct {
+	cfg RCFeedConfig
+	log zerolog.Logger
+	m   rcfeedMetrics
+
+	mu     sync.Mutex
+	ring   [][]byte // ring[off % len] holds the event at offset off
+	next   int64    // offset of the next event
+	wake   chan struct{}
+	closed bool
+}
+
+type rcfeedMetrics struct {
+	received, resumeGaps prometheus.Counter
+	rejected             *prometheus.CounterVec
+	buffered, clients    prometheus.Gauge
+}
+
+// NewRCFeed builds the adapter; its metrics are registered on reg.
+func NewRCFeed(cfg RCFeedConfig, reg prometheus.Registerer, log zerolog.Logger) (*RCFeed, error) {
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = 100_000
+	}
+	if cfg.Stream == "" {
+		cfg.Stream = "mediawiki.recentchange"
+	}
+	if cfg.Topic == "" {
+		cfg.Topic = "rcfeed.mediawiki.recentchange"
+	}
+	if cfg.MaxDatagram <= 0 {
+		cfg.MaxDatagram = 65535
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m := rcfeedMetrics{
+		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "rcwatch_rcfeed_received_total",
+			Help: "RC feed datagrams turned into events."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_rcfeed_rejected_total",
+			Help: "RC feed datagrams rejected, by reason."}, []string{"reason"}),
+		resumeGaps: prometheus.NewCounter(prometheus.CounterOpts{Name: "rcwatch_rcfeed_resume_gap_events_total",
+			Help: "Events a resuming client missed because they had left the ring."}),
+		buffered: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rcwatch_rcfeed_buffered_events",
+			Help: "Events held in the ring for Last-Event-ID resumes."}),
+		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rcwatch_rcfeed_clients",
+			Help: "SSE clients connected."}),
+	}
+	for _, c := range []prometheus.Collector{m.received, m.rejected, m.resumeGaps, m.buffered, m.clients} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering RC feed metrics: %w", err)
+		}
+	}
+	return &RCFeed{cfg: cfg, log: log, m: m, ring: make([][]byte, cfg.Buffer), wake: make(chan struct{})}, nil
+}
+
+// Topic is the topic of the SSE ids.
+func (f *RCFeed) Topic() string { return f.cfg.Topic }
+
+// ID returns the SSE id line of the event at offset off.
+func (f *RCFeed) ID(off int64) string {
+	return `[{"topic":"` + f.cfg.Topic + `","partition":0,"offset":` + strconv.FormatInt(off, 10) + `}]`
+}
+
+// Len is the number of events received so far (the next offset).
+func (f *RCFeed) Len() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.next
+}
+
+// Listen reads datagrams from conn until ctx ends or conn fails, adding each
+// one; a rejected datagram is logged and counted, and reading goes on. It
+// closes conn when ctx ends.
+func (f *RCFeed) Listen(ctx context.Context, conn net.PacketConn) error {
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	buf := make([]byte, f.cfg.MaxDatagram+1)
+	for {
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("reading the RC feed: %w", err)
+		}
+		if n > f.cfg.MaxDatagram {
+			f.reject("too_large", fmt.Errorf("%w: datagram of more than %d bytes", ErrRCFeedDatagram, f.cfg.MaxDatagram), from)
+			continue
+		}
+		if _, err := f.Add(buf[:n]); err != nil {
+			f.reject(rejectReason(err), err, from)
+		}
+	}
+}
+
+func (f *RCFeed) reject(reason string, err error, from net.Addr) {
+	f.m.rejected.WithLabelValues(reason).Inc()
+	ev := f.log.Warn().Err(err).Str("reason", reason)
+	if from != nil {
+		ev = ev.Str("from", from.String())
+	}
+	ev.Msg("RC feed datagram rejected")
+}
+
+func rejectReason(err error) string {
+	switch {
+	case errors.Is(err, errRCInvalidUTF8):
+		return "invalid_utf8"
+	case errors.Is(err, errRCNotJSON):
+		return "invalid_json"
+	default:
+		return "invalid_fields"
+	}
+}
+
+var (
+	errRCInvalidUTF8 = fmt.Errorf("%w: invalid UTF-8", ErrRCFeedDatagram)
+	errRCNotJSON     = fmt.Errorf("%w: not a JSON object", ErrRCFeedDatagram)
+)
+
+// Add converts one datagram and appends the event to the ring, waking the
+// SSE clients. It returns the event's offset.
+func (f *RCFeed) Add(datagram []byte) (int64, error) {
+	ev, err := f.Convert(datagram)
+	if err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	off := f.next
+	f.ring[off%int64(len(f.ring))] = ev
+	f.next++
+	wake := f.wake
+	f.wake = make(chan struct{})
+	f.mu.Unlock()
+	close(wake)
+	f.m.received.Inc()
+	f.m.buffered.Set(float64(min(off+1, int64(len(f.ring)))))
+	return off, nil
+}
+
+// Convert turns one JSONRCFeedFormatter message into an EventStreams
+// recentchange event. Every field of the message is kept; it adds $schema,
+// meta (id, dt, domain, stream, uri), title_url and, for edits and page
+// creations, notify_url. meta.id is derived from the wiki and the rc id, so
+// the same change sent twice has the same id (and JetStream's de-duplication
+// drops the repeat). server_script_path "/" (what MediaWiki writes for an
+// empty $wgScriptPath) becomes "", as EventStreams would have it.
+func (f *RCFeed) Convert(datagram []byte) ([]byte, error) {
+	if !utf8.Valid(datagram) {
+		return nil, errRCInvalidUTF8
+	}
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(datagram))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return nil, fmt.Errorf("%w: %v", errRCNotJSON, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data after the object", errRCNotJSON)
+	}
+	str := func(k string, required bool) (string, error) {
+		v, ok := m[k]
+		if !ok || v == nil {
+			if required {
+				return "", fmt.Errorf("%w: missing %q", ErrRCFeedDatagram, k)
+			}
+			return "", nil
+		}
+		s, ok := v.(string)
+		if !ok {
+			return "", fmt.Errorf("%w: %q is %T, want a string", ErrRCFeedDatagram, k, v)
+		}
+		return s, nil
+	}
+	num := func(k string) (int64, bool, error) {
+		v, ok := m[k]
+		if !ok || v == nil {
+			return 0, false, nil
+		}
+		n, ok := v.(json.Number)
+		if !ok {
+			return 0, false, fmt.Errorf("%w: %q is %T, want a number", ErrRCFeedDatagram, k, v)
+		}
+		i, err := n.Int64()
+		if err != nil {
+			return 0, false, fmt.Errorf("%w: %q is not an integer: %s", ErrRCFeedDatagram, k, n)
+		}
+		return i, true, nil
+	}
+	wiki, err := str("wiki", true)
+	if err != nil {
+		return nil, err
+	}
+	typ, err := str("type", true)
+	if err != nil {
+		return nil, err
+	}
+	title, err := str("title", true)
+	if err != nil {
+		return nil, err
+	}
+	serverURL, err := str("server_url", true)
+	if err != nil {
+		return nil, err
+	}
+	scriptPath, err := str("server_script_path", false)
+	if err != nil {
+		return nil, err
+	}
+	serverName, err := str("server_name", false)
+	if err != nil {
+		return nil, err
+	}
+	rcid, hasID, err := num("id")
+	if err != nil {
+		return nil, err
+	}
+	ts, hasTS, err := num("timestamp")
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := num("namespace"); err != nil {
+		return nil, err
+	}
+	if wiki == "" || typ == "" {
+		return nil, fmt.Errorf("%w: empty wiki or type", ErrRCFeedDatagram)
+	}
+	if scriptPath == "/" {
+		scriptPath = ""
+		m["server_script_path"] = ""
+	}
+	domain := serverName
+	if u, err := url.Parse(serverURL); err == nil && u.Hostname() != "" {
+		domain = u.Hostname()
+	}
+	if domain == "" {
+		return nil, fmt.Errorf("%w: no host in server_url %q", ErrRCFeedDatagram, serverURL)
+	}
+	if serverName == "" {
+		m["server_name"] = domain
+	}
+
+	var dt time.Time
+	if hasTS && ts > 0 && ts < math.MaxInt32*4 {
+		dt = time.Unix(ts, 0).UTC()
+	} else {
+		dt = f.cfg.Now().UTC()
+	}
+	// The id: stable per (wiki, rc id); a message without an rc id gets one
+	// from its own bytes, so an identical repeat is still recognised.
+	var key string
+	if hasID {
+		key = "rcfeed:" + wiki + ":rc:" + strconv.FormatInt(rcid, 10)
+	} else {
+		key = "rcfeed:" + wiki + ":raw:" + string(datagram)
+	}
+	titleURL := serverURL + scriptPath + "/index.php?title=" + url.QueryEscape(strings.ReplaceAll(title, " ", "_"))
+	meta := map[string]any{
+		"id":     uuidFrom(key),
+		"dt":     dt.Format(time.RFC3339),
+		"domain": domain,
+		"stream": f.cfg.Stream,
+		"uri":    titleURL,
+	}
+	if old, ok := m["meta"].(map[string]any); ok { // a wrapped message keeps its own meta fields
+		for k, v := range old {
+			if _, set := meta[k]; !set {
+				meta[k] = v
+			}
+		}
+	}
+	m["meta"] = meta
+	m["$schema"] = "/mediawiki/recentchange/1.0.0"
+	if _, ok := m["title_url"]; !ok {
+		m["title_url"] = titleURL
+	}
+	if _, ok := m["notify_url"]; !ok && (typ == "edit" || typ == "new") {
+		if rev, ok := m["revision"].(map[string]any); ok {
+			newRev, _ := rev["new"].(json.Number)
+			oldRev, _ := rev["old"].(json.Number)
+			switch {
+			case newRev != "" && oldRev != "":
+				m["notify_url"] = serverURL + scriptPath + "/index.php?diff=" + string(newRev) + "&oldid=" + string(oldRev)
+			case newRev != "":
+				m["notify_url"] = serverURL + scriptPath + "/index.php?oldid=" + string(newRev)
+			}
+		}
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: re-encoding: %v", ErrRCFeedDatagram, err)
+	}
+	return out, nil
+}
+
+// uuidFrom is a UUID-shaped (version 5 layout) id derived from key.
+func uuidFrom(key string) string {
+	sum := sha1.Sum([]byte(key))
+	sum[6] = (sum[6] & 0x0f) | 0x50
+	sum[8] = (sum[8] & 0x3f) | 0x80
+	h := hex.EncodeToString(sum[:16])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// Close ends every SSE response (they return as if the server cut them).
+func (f *RCFeed) Close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.closed {
+		f.closed = true
+		close(f.wake)
+		f.wake = make(chan struct{})
+	}
+}
+
+// since returns the events from offset off on (at most max), the offset
+// after them, the channel closed when more arrive, the number of events
+// skipped because they left the ring, and whether the feed is closed.
+func (f *RCFeed) since(off int64, max int) (evs [][]byte, next int64, wake chan struct{}, gap int64, closed bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if oldest := f.next - int64(len(f.ring)); off < oldest {
+		gap, off = oldest-off, oldest
+	}
+	if off > f.next {
+		off = f.next
+	}
+	for ; off < f.next && len(evs) < max; off++ {
+		evs = append(evs, f.ring[off%int64(len(f.ring))])
+	}
+	return evs, off, f.wake, gap, f.closed
+}
+
+// offsetOf parses a Last-Event-ID of ours and returns the offset to serve next.
+func (f *RCFeed) offsetOf(lastID string) (int64, error) {
+	var parts []struct {
+		Topic  string `json:"topic"`
+		Offset *int64 `json:"offset"`
+	}
+	if err := json.Unmarshal([]byte(lastID), &parts); err != nil {
+		return 0, fmt.Errorf("Last-Event-ID is not a JSON array: %w", err)
+	}
+	for _, p := range parts {
+		if p.Topic == f.cfg.Topic && p.Offset != nil && *p.Offset >= -1 {
+			return *p.Offset + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("Last-Event-ID has no offset for topic %s", f.cfg.Topic)
+}
+
+// ServeHTTP serves the events as EventStreams does: ":ok", then one frame
+// per event ("event: message", "id: [{topic,partition,offset}]", "data:").
+// Without Last-Event-ID a client starts at new events (EventStreams' live
+// default); with one it resumes after that event, from the ring.
+func (f *RCFeed) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	f.m.clients.Inc()
+	defer f.m.clients.Dec()
+	off := f.Len()
+	if lastID := req.Header.Get("Last-Event-ID"); lastID != "" {
+		var err error
+		if off, err = f.offsetOf(lastID); err != nil {
+			httpError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+	} else if req.URL.Query().Get("since") != "" {
+		off = 0 // the ring holds only recent events: all of them are "since"
+	}
+	flusher, _ := w.(http.Flusher)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	flush := func() bool {
+		if bw.Flush() != nil {
+			return false
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return true
+	}
+	_, _ = bw.WriteString(":ok\n\n")
+	if !flush() {
+		return
+	}
+	for {
+		evs, next, wake, gap, closed := f.since(off, 256)
+		if gap > 0 {
+			f.m.resumeGaps.Add(float64(gap))
+			f.log.Warn().Int64("missed", gap).Int64("from", off).Int64("resumed_at", off+gap).
+				Msg("RC feed client resumed from before the ring: events lost to it")
+		}
+		for i, ev := range evs {
+			writeFrame(bw, f.ID(next-int64(len(evs))+int64(i)), ev)
+		}
+		if len(evs) > 0 && !flush() {
+			return
+		}
+		off = next
+		if len(evs) > 0 {
+			continue
+		}
+		if closed {
+			return
+		}
+		select {
+		case <-wake:
+		case <-req.Context().Done():
+			return
+		}
+	}
+}
