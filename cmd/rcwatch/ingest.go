@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -75,6 +76,9 @@ func newIngestCmd() *cobra.Command {
 func runStages(ctx context.Context, name string, c commonFlags, emb *embeddedFlags, builders ...func(*runtime) (stage, error)) error {
 	rt, closeRT, err := setup(ctx, name, c, emb)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return nil // SIGTERM during start-up: nothing to drain yet
+		}
 		return err
 	}
 	defer closeRT()

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -101,4 +102,32 @@ func parseAge(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("want a positive duration such as 36h or 7d")
 	}
 	return d, nil
+}
+
+// validate refuses flag values that cannot work, naming the flag.
+func (c commonFlags) validate() error {
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return fmt.Errorf("--stream-replicas %d: want 1 to 5 (NATS allows at most 5)", c.Replicas)
+	}
+	if c.OpsAddr != "" {
+		_, port, err := net.SplitHostPort(c.OpsAddr)
+		if err != nil {
+			return fmt.Errorf("--ops-addr %q: want host:port, e.g. 127.0.0.1:9090: %w", c.OpsAddr, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("--ops-addr %q: port %q out of range", c.OpsAddr, port)
+		}
+	}
+	return nil
+}
+
+// validate refuses an empty --data-dir and a --nats-port out of range.
+func (e embeddedFlags) validate() error {
+	if strings.TrimSpace(e.DataDir) == "" {
+		return fmt.Errorf("--data-dir is empty")
+	}
+	if e.Listen < -1 || e.Listen > 65535 {
+		return fmt.Errorf("--nats-port %d: want 0 (in-process only), -1 (any free port) or 1-65535", e.Listen)
+	}
+	return nil
 }

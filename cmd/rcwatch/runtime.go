@@ -108,6 +108,14 @@ func setup(ctx context.Context, name string, c commonFlags, emb *embeddedFlags) 
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := c.validate(); err != nil {
+		return nil, nil, err
+	}
+	if emb != nil && c.NATS == "" {
+		if err := emb.validate(); err != nil {
+			return nil, nil, err
+		}
+	}
 	limits, err := c.Limits.limits()
 	if err != nil {
 		return nil, nil, err
