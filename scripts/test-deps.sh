@@ -11,6 +11,9 @@ php -m 2>/dev/null | grep -qi '^pdo_sqlite$' || need+=(php-sqlite3)
 php -m 2>/dev/null | grep -qi '^intl$' || need+=(php-intl)
 php -m 2>/dev/null | grep -qi '^mbstring$' || need+=(php-mbstring)
 php -m 2>/dev/null | grep -qi '^xml$' || need+=(php-xml)
+# The patroller feed's browser test (actions/feed) drives Debian's chromium.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test-deps: installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -1,0 +1,241 @@
+package feed_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+		"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rcwatch/rcwatch/actions/feed"
+	"github.com/rcwatch/rcwatch/event"
+)
+
+// chromiumPath finds Debian's chromium (scripts/test-deps.sh installs it).
+// In CI a missing browser fails the test; elsewhere it skips.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("RCWATCH_CHROMIUM"), "chromium", "chromium-browser"} {
+		if p == "" {
+			continue
+		}
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium not found: scripts/test-deps.sh installs it (apt-get install chromium)")
+	}
+	t.Skip("chromium not found (scripts/test-deps.sh installs it); CI fails instead of skipping")
+	return ""
+}
+
+// browser is a headless Chromium with a record of what its pages reported.
+type browser struct {
+	ctx     context.Context
+	mu      sync.Mutex
+	console []string // console errors, exceptions, CSP and other log errors
+	dialogs []string
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:0:0],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelA() })
+	b := &browser{ctx: ctx}
+	require.NoError(t, chromedp.Do(ctx)) // start the browser
+	return b
+}
+
+// tab opens a page and records its console errors, exceptions, browser log
+// errors (a CSP violation is one) and dialogs (closing them).
+func (b *browser) tab(t *testing.T, url string) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx)
+	t.Cleanup(cancel)
+	require.NoError(t, chromedp.Do(ctx)) // open the tab
+	console := chromedp.Console(ctx)
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for m, err := range console {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.Type == chromedp.ConsoleException {
+				b.mu.Lock()
+				b.console = append(b.console, string(m.Type)+": "+m.Text)
+				b.mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		for ev, err := range dialogs {
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.dialogs = append(b.dialogs, string(ev.Type)+": "+ev.Message)
+			b.mu.Unlock()
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+		}
+	}()
+	do(t, ctx, 20*time.Second, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(`#status.live`)))
+	return ctx
+}
+
+func (b *browser) problems() ([]string, []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.console...), append([]string(nil), b.dialogs...)
+}
+
+func do(t *testing.T, ctx context.Context, timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	require.NoError(t, chromedp.Do(tctx, actions...))
+}
+
+func get[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, a)
+	require.NoError(t, err)
+	return v
+}
+
+func text(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	return get(t, ctx, chromedp.TextContent(chromedp.CSS(sel)))
+}
+
+func alertSel(seq uint64) chromedp.CSS { return chromedp.CSS(fmt.Sprintf(`li.alert[data-seq="%d"]`, seq)) }
+
+func media(scheme string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme},
+				{Name: "prefers-reduced-motion", Value: "reduce"}}})
+		return err
+	})
+}
+
+// screenshotDir is $RCWATCH_SCREENSHOTS, or the test's own directory.
+func screenshotDir(t *testing.T) string {
+	if d := os.Getenv("RCWATCH_SCREENSHOTS"); d != "" {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+		return d
+	}
+	return t.TempDir()
+}
+
+func TestBrowser(t *testing.T) {
+	b := newBrowser(t)
+	e := newEnv(t)
+	r := e.start(t, feed.Config{})
+	p1 := b.tab(t, r.srv.URL+"/")
+
+	// An alert appears, live.
+	seq, _ := e.alert(t, "enwiki", "Vandalised page", withComment("replaced the page with nonsense"))
+	do(t, p1, 10*time.Second, chromedp.WaitVisible(alertSel(seq)))
+	assert.Equal(t, "Vandalised page", text(t, p1, string(alertSel(seq))+` .page`))
+	assert.Equal(t, "198.51.100.7", text(t, p1, `li.group .user`))
+	assert.Equal(t, "IP", text(t, p1, `li.group .class`))
+
+	t.Run("filter", func(t *testing.T) {
+		do(t, p1, 10*time.Second,
+			chromedp.SendKeys(chromedp.CSS(`#f-wiki`), "dewiki"),
+			chromedp.Click(chromedp.CSS(`#apply`)),
+			chromedp.WaitNotPresent(alertSel(seq)),
+			chromedp.WaitVisible(chromedp.CSS(`#status.live`)))
+		assert.Equal(t, "?wiki=dewiki", get(t, p1, chromedp.Evaluate[string](`location.search`)), "the filter is mirrored in the URL")
+		en, _ := e.alert(t, "enwiki", "Not shown")
+		de, _ := e.alert(t, "dewiki", "Shown")
+		do(t, p1, 10*time.Second, chromedp.WaitVisible(alertSel(de)))
+		n := get(t, p1, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll('%s').length`, alertSel(en))))
+		assert.Zero(t, n, "an enwiki alert under a dewiki filter")
+		do(t, p1, 10*time.Second, chromedp.Click(chromedp.CSS(`#reset`)), chromedp.WaitVisible(alertSel(seq)))
+	})
+
+	t.Run("claim seen in a second page within a second", func(t *testing.T) {
+		p2 := b.tab(t, r.srv.URL+"/")
+		do(t, p2, 10*time.Second, chromedp.WaitVisible(alertSel(seq)))
+		do(t, p1, 5*time.Second, chromedp.SendKeys(chromedp.CSS(`#claim-name`), "Patroller A"))
+		start := time.Now()
+		do(t, p1, 5*time.Second, chromedp.Click(chromedp.CSS(string(alertSel(seq))+` .on-it`)))
+		do(t, p2, 5*time.Second, chromedp.WaitVisible(chromedp.CSS(string(alertSel(seq))+`.claimed-on-it`)))
+		took := time.Since(start)
+		assert.Less(t, took, time.Second, "claim shown in the other page after %v", took)
+		assert.Equal(t, "on it: Patroller A", text(t, p2, string(alertSel(seq))+` .state`))
+		assert.Equal(t, "Patroller A", get(t, p1, chromedp.Evaluate[string](`localStorage.getItem('rcwatch.name')`)),
+			"the name is kept in the browser")
+	})
+
+	t.Run("retires when the page is edited again", func(t *testing.T) {
+		e.edit(t, "enwiki", "Vandalised page", "Reverter")
+		do(t, p1, 10*time.Second, chromedp.WaitVisible(chromedp.CSS(string(alertSel(seq))+`.retired`)))
+		assert.Contains(t, text(t, p1, string(alertSel(seq))+` .state`), "retired: page edited again by Reverter")
+	})
+
+	t.Run("hostile strings render as text", func(t *testing.T) {
+		evil := `<img src=x onerror=alert(1)>`
+		seq, _ := e.alert(t, "enwiki", `<script>alert("t")</script>`, withComment(evil),
+			withUser(`"><svg onload=alert(2)>`), func(a *event.Alert) {
+				a.Reasons = []string{`<b onmouseover=alert(3)>bold</b>`, "\u202Eevil RTL"}
+			})
+		do(t, p1, 10*time.Second, chromedp.WaitVisible(alertSel(seq)))
+		assert.Equal(t, evil, text(t, p1, string(alertSel(seq))+` .summary`))
+		assert.Equal(t, `<script>alert("t")</script>`, text(t, p1, string(alertSel(seq))+` .page`))
+		n := get(t, p1, chromedp.Evaluate[int](`document.querySelectorAll('#alerts img, #alerts script, #alerts svg, #alerts b').length`))
+		assert.Zero(t, n, "markup from the wiki became elements")
+	})
+
+	t.Run("screenshots", func(t *testing.T) {
+		dir := screenshotDir(t)
+		e.alert(t, "dewiki", "Berlin", withUser("~2026-31337-2"), withSeverity(event.SeverityHigh), withScore(0.91),
+			withComment("Abschnitt entfernt"), func(a *event.Alert) { a.Event.NewSize = 120 })
+		e.alert(t, "enwiki", "Sandbox cat", withUser("NewAccount42"), withTags(feed.TagNewUser),
+			withRule("new-page-patrol"), withSeverity(event.SeverityLow), withScore(0.35), withComment("Created page"),
+			func(a *event.Alert) { a.Event.OldSize, a.Event.NewSize, a.Reasons = 0, 2400, []string{"new page by a new account"} })
+		last, _ := e.alert(t, "enwiki", "Sandbox cat", withUser("NewAccount42"), withTags(feed.TagNewUser),
+			withSeverity(event.SeverityCritical), withScore(0.97), withComment("lol"),
+			func(a *event.Alert) { a.Reasons = []string{"removed 95% of the page", "bad words: 3"} })
+		do(t, p1, 10*time.Second, chromedp.WaitVisible(alertSel(last)))
+		shot := func(name string, setup ...chromedp.Action[chromedp.Void]) {
+			do(t, p1, 10*time.Second, setup...)
+			png := get(t, p1, chromedp.FullScreenshot(100))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, name), png, 0o644))
+		}
+		shot("feed-light.png", media("light"))
+		shot("feed-dark.png", media("dark"))
+		shot("feed-phone.png", media("light"), chromedp.EmulateViewport(390, 844))
+		t.Logf("screenshots in %s", dir)
+	})
+
+	console, dialogs := b.problems()
+	assert.Empty(t, dialogs, "a script from the wiki ran")
+	assert.Empty(t, console, "console errors (a CSP violation shows here)")
+}
