@@ -37,7 +37,7 @@ evaluator always; the IRC worker with --irc-config; the edit worker with --edit-
 		},
 	}
 	fs := cmd.Flags()
-	c.register(fs, ":9090")
+	c.register(fs, "127.0.0.1:9090")
 	emb.register(fs)
 	in.register(fs)
 	ev.register(fs)

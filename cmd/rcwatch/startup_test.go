@@ -19,7 +19,6 @@ import (
 
 	"github.com/rcwatch/rcwatch/ingest"
 	"github.com/rcwatch/rcwatch/internal/testbed/freeport"
-	"github.com/rcwatch/rcwatch/pipeline"
 )
 
 // runFails runs rcwatch, expects it to exit non-zero within 15 s (not the
@@ -159,4 +158,10 @@ func TestUnreachableNATSIsNamed(t *testing.T) {
 	require.NoError(t, p.signal(t, syscall.SIGTERM, 15*time.Second))
 }
 
-var _ = pipeline.LockFile
+// `rcwatch run` (a laptop) serves metrics on loopback unless told otherwise;
+// the stage commands (pods) listen on every interface, and the manifests
+// set RCWATCH_OPS_ADDR themselves.
+func TestRunOpsAddrLoopbackByDefault(t *testing.T) {
+	assert.Equal(t, "127.0.0.1:9090", newRunCmd().Flags().Lookup("ops-addr").DefValue)
+	assert.Equal(t, ":9090", newIngestCmd().Flags().Lookup("ops-addr").DefValue)
+}
