@@ -29,7 +29,10 @@ type ReplayConfig struct {
 	// (default "replay.mediawiki.recentchange").
 	Topic string
 	// Loop serves the events again and again; with UniqueIDs (the default
-	// for loops) each pass rewrites meta.id so JetStream sees new events.
+	// for loops) every frame of every pass has a distinct meta.id, so
+	// JetStream sees new events: later passes rewrite it, and so does the
+	// first pass for an event whose id an earlier event already had
+	// (recordings hold a few repeats).
 	Loop      bool
 	UniqueIDs bool
 	// Limit stops after this many events in all (0: all of them, or forever with Loop).
@@ -55,6 +58,7 @@ type ReplayConfig struct {
 type Replay struct {
 	cfg   ReplayConfig
 	times []time.Time // meta.dt of each event, for ?since=
+	dup   []bool      // the event's meta.id is an earlier event's
 	log   zerolog.Logger
 
 	conns  atomic.Int64
@@ -68,15 +72,19 @@ func NewReplay(cfg ReplayConfig, log zerolog.Logger) *Replay {
 	if cfg.Topic == "" {
 		cfg.Topic = "replay.mediawiki.recentchange"
 	}
-	r := &Replay{cfg: cfg, log: log, times: make([]time.Time, len(cfg.Events))}
+	r := &Replay{cfg: cfg, log: log, times: make([]time.Time, len(cfg.Events)), dup: make([]bool, len(cfg.Events))}
+	ids := make(map[string]bool, len(cfg.Events))
 	for i, e := range cfg.Events {
 		var v struct {
 			Meta struct {
+				ID string `json:"id"`
 				DT string `json:"dt"`
 			} `json:"meta"`
 		}
 		if json.Unmarshal(e, &v) == nil {
 			r.times[i], _ = time.Parse(time.RFC3339Nano, v.Meta.DT)
+			r.dup[i] = v.Meta.ID != "" && ids[v.Meta.ID]
+			ids[v.Meta.ID] = true
 		}
 	}
 	return r
@@ -245,21 +253,29 @@ func (r *Replay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// payload is the event at global offset off; later passes of a loop get a
-// rewritten meta.id so that they are new events to JetStream.
+// payload is the event at global offset off. In a loop with UniqueIDs,
+// later passes get a meta.id derived from the pass, and an event repeating
+// an earlier event's id one derived from its offset: every frame is a new
+// event to JetStream.
 func (r *Replay) payload(off int64) []byte {
 	n := int64(len(r.cfg.Events))
-	data := r.cfg.Events[off%n]
-	pass := off / n
-	if pass == 0 || !r.cfg.UniqueIDs {
+	i := off % n
+	data := r.cfg.Events[i]
+	if !r.cfg.UniqueIDs || !r.cfg.Loop {
 		return data
 	}
-	return rewriteMetaID(data, pass)
+	switch pass := off / n; {
+	case r.dup[i]:
+		return rewriteMetaID(data, -(off + 1)) // negative: never a pass number
+	case pass > 0:
+		return rewriteMetaID(data, pass)
+	}
+	return data
 }
 
 // rewriteMetaID replaces the first "id":"<uuid>" after "meta" with an id
-// derived from it and pass, keeping every other byte.
-func rewriteMetaID(data []byte, pass int64) []byte {
+// derived from it and salt, keeping every other byte.
+func rewriteMetaID(data []byte, salt int64) []byte {
 	mi := bytes.Index(data, []byte(`"meta"`))
 	if mi < 0 {
 		return data
@@ -279,7 +295,7 @@ func rewriteMetaID(data []byte, pass int64) []byte {
 		return data
 	}
 	old := data[start : start+ve]
-	sum := sha1.Sum(append(append([]byte{}, old...), strconv.FormatInt(pass, 10)...))
+	sum := sha1.Sum(append(append([]byte{}, old...), strconv.FormatInt(salt, 10)...))
 	h := hex.EncodeToString(sum[:16])
 	id := h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 	out := make([]byte, 0, len(data)-len(old)+len(id))
