@@ -6,7 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-		"sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,7 +132,9 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	return get(t, ctx, chromedp.TextContent(chromedp.CSS(sel)))
 }
 
-func alertSel(seq uint64) chromedp.CSS { return chromedp.CSS(fmt.Sprintf(`li.alert[data-seq="%d"]`, seq)) }
+func alertSel(seq uint64) chromedp.CSS {
+	return chromedp.CSS(fmt.Sprintf(`li.alert[data-seq="%d"]`, seq))
+}
 
 func media(scheme string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
@@ -219,7 +221,9 @@ func TestBrowser(t *testing.T) {
 			withComment("Abschnitt entfernt"), func(a *event.Alert) { a.Event.NewSize = 120 })
 		e.alert(t, "enwiki", "Sandbox cat", withUser("NewAccount42"), withTags(feed.TagNewUser),
 			withRule("new-page-patrol"), withSeverity(event.SeverityLow), withScore(0.35), withComment("Created page"),
-			func(a *event.Alert) { a.Event.OldSize, a.Event.NewSize, a.Reasons = 0, 2400, []string{"new page by a new account"} })
+			func(a *event.Alert) {
+				a.Event.OldSize, a.Event.NewSize, a.Reasons = 0, 2400, []string{"new page by a new account"}
+			})
 		last, _ := e.alert(t, "enwiki", "Sandbox cat", withUser("NewAccount42"), withTags(feed.TagNewUser),
 			withSeverity(event.SeverityCritical), withScore(0.97), withComment("lol"),
 			func(a *event.Alert) { a.Reasons = []string{"removed 95% of the page", "bad words: 3"} })
