@@ -1,10 +1,8 @@
 package enrich_test
 
 import (
-	"bytes"
 	"context"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 
 	"github.com/rcwatch/rcwatch/enrich"
 	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/internal/testbed/logtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
 	"github.com/rcwatch/rcwatch/mediawiki"
 	"github.com/rcwatch/rcwatch/pipeline"
@@ -28,23 +27,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	wiki.Close()
 	os.Exit(code)
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func editEvent(w *mwtest.Wiki, title, user string, oldRev, newRev int64) *event.RecentChange {
@@ -63,7 +45,7 @@ func editEvent(w *mwtest.Wiki, title, user string, oldRev, newRev int64) *event.
 func TestEnrichVandalisedPage(t *testing.T) {
 	w := wiki.Get(t)
 	reg := prometheus.NewRegistry()
-	logs := &syncBuf{}
+	logs := logtest.NewSink()
 	en := newEnricher(t, pipeline.Deps{Reg: reg, Log: zerolog.New(logs).Level(zerolog.DebugLevel)}, enrich.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -3,8 +3,6 @@ package event_test
 import (
 	"bytes"
 	stdjson "encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,31 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/event"
-	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
 )
-
-const fixtures = "../testdata/fixtures"
-
-func fixtureEvents(tb testing.TB) map[string][][]byte {
-	tb.Helper()
-	out := map[string][][]byte{}
-	for _, pat := range []string{"recentchange.*.jsonl", "recentchange.*.sse", "recentchange.*.concatenated.json"} {
-		files, err := filepath.Glob(filepath.Join(fixtures, pat))
-		require.NoError(tb, err)
-		for _, f := range files {
-			evs, err := ingest.LoadEvents(f)
-			require.NoError(tb, err, f)
-			out[filepath.Base(f)] = evs
-		}
-	}
-	require.NotEmpty(tb, out)
-	return out
-}
 
 // Every recorded event decodes, whatever its era or shape.
 func TestDecodeEveryFixtureEvent(t *testing.T) {
 	total := 0
-	for file, evs := range fixtureEvents(t) {
+	for file, evs := range fixtures.EventsByFile(t, "recentchange.*.jsonl", "recentchange.*.sse", "recentchange.*.concatenated.json") {
 		for i, data := range evs {
 			ev, err := event.Decode(data)
 			require.NoError(t, err, "%s event %d", file, i)
@@ -141,7 +121,7 @@ func TestUserType(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, evs := range fixtureEvents(f) {
+	for _, evs := range fixtures.EventsByFile(f, "recentchange.*.jsonl", "recentchange.*.sse", "recentchange.*.concatenated.json") {
 		for _, e := range evs[:min(len(evs), 5)] {
 			f.Add(e)
 		}
@@ -162,8 +142,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	data, err := os.ReadFile(filepath.Join(fixtures, "recentchange.electricsql-rag.data.jsonl"))
-	require.NoError(b, err)
+	data := fixtures.Read(b, "recentchange.electricsql-rag.data.jsonl")
 	lines := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
 	var size int
 	for _, l := range lines {
@@ -183,8 +162,7 @@ func BenchmarkDecode(b *testing.B) {
 
 // BenchmarkDecodeStdlib is the same decode with encoding/json, for the ratio.
 func BenchmarkDecodeStdlib(b *testing.B) {
-	data, err := os.ReadFile(filepath.Join(fixtures, "recentchange.electricsql-rag.data.jsonl"))
-	require.NoError(b, err)
+	data := fixtures.Read(b, "recentchange.electricsql-rag.data.jsonl")
 	lines := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
 	b.ReportAllocs()
 	i := 0

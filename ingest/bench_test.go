@@ -31,7 +31,7 @@ func BenchmarkIngestReplayToJetStream(b *testing.B) {
 		_, url := startReplay(b, ingest.ReplayConfig{Events: base, Loop: true, UniqueIDs: true, Limit: benchEvents})
 		start := time.Now()
 		r := startIngester(b, nc, url, ingest.Config{MaxInFlight: 4096})
-		waitStream(b, js, pipeline.StreamRecentChange, benchEvents, 5*time.Minute)
+		natstest.WaitCount(b, js, pipeline.StreamRecentChange, benchEvents, 5*time.Minute)
 		el := time.Since(start)
 		require.NoError(b, r.stop(b))
 		b.ReportMetric(float64(benchEvents)/el.Seconds(), "events/s")

@@ -2,9 +2,7 @@ package ingest_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,6 +14,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
+	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
@@ -28,42 +28,8 @@ func TestMain(m *testing.M) {
 	)
 }
 
-const fixtures = "../testdata/fixtures"
-
 // uniqueEvents returns n recorded events with distinct meta.ids.
-func uniqueEvents(tb testing.TB, n int) [][]byte {
-	tb.Helper()
-	files, err := filepath.Glob(filepath.Join(fixtures, "recentchange.*.jsonl"))
-	require.NoError(tb, err)
-	all, err := ingest.LoadEvents(files...)
-	require.NoError(tb, err)
-	seen := map[string]bool{}
-	var out [][]byte
-	for _, e := range all {
-		id := metaID(tb, e)
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		out = append(out, e)
-		if len(out) == n {
-			return out
-		}
-	}
-	tb.Fatalf("only %d distinct events in the fixtures, want %d", len(out), n)
-	return nil
-}
-
-func metaID(tb testing.TB, data []byte) string {
-	tb.Helper()
-	var v struct {
-		Meta struct {
-			ID string `json:"id"`
-		} `json:"meta"`
-	}
-	require.NoError(tb, json.Unmarshal(data, &v))
-	return v.Meta.ID
-}
+func uniqueEvents(tb testing.TB, n int) [][]byte { return fixtures.Unique(tb, n) }
 
 func startReplay(tb testing.TB, cfg ingest.ReplayConfig) (*ingest.Replay, string) {
 	tb.Helper()
@@ -151,57 +117,17 @@ func counter(tb testing.TB, reg *prometheus.Registry, name string, labels ...str
 	return 0
 }
 
-// waitStream waits until the stream holds want messages.
-func waitStream(tb testing.TB, js jetstream.JetStream, stream string, want int, timeout time.Duration) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	require.NoError(tb, err)
-	require.Eventually(tb, func() bool {
-		info, err := s.Info(ctx)
-		return err == nil && int(info.State.Msgs) >= want
-	}, timeout, 10*time.Millisecond, "stream %s never reached %d messages", stream, want)
-}
-
 // assertExactly checks that RECENTCHANGE holds exactly the events, each
 // once, in order, with the received bytes unchanged.
 func assertExactly(tb testing.TB, js jetstream.JetStream, events [][]byte) {
 	tb.Helper()
-	waitStream(tb, js, pipeline.StreamRecentChange, len(events), 60*time.Second)
-	msgs := streamMessages(tb, js, pipeline.StreamRecentChange)
+	msgs := natstest.StreamMessages(tb, js, pipeline.StreamRecentChange, len(events), 60*time.Second)
 	require.Len(tb, msgs, len(events), "stream holds a different number of events")
 	for i, m := range msgs {
-		want := metaID(tb, events[i])
+		want := fixtures.MetaID(tb, events[i])
 		require.Equal(tb, want, m.Headers().Get(jetstream.MsgIDHeader), "event %d out of order or missing", i)
 		require.Equal(tb, string(events[i]), string(m.Data()), "event %d bytes changed", i)
 	}
-}
-
-func streamMessages(tb testing.TB, js jetstream.JetStream, stream string) []jetstream.Msg {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	require.NoError(tb, err)
-	info, err := s.Info(ctx)
-	require.NoError(tb, err)
-	n := int(info.State.Msgs)
-	if n == 0 {
-		return nil
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	require.NoError(tb, err)
-	var out []jetstream.Msg
-	for len(out) < n {
-		batch, err := c.Fetch(min(n-len(out), 1000), jetstream.FetchMaxWait(5*time.Second))
-		require.NoError(tb, err)
-		for m := range batch.Messages() {
-			out = append(out, m)
-		}
-		require.NoError(tb, batch.Error())
-	}
-	return out
 }
 
 var zerologNop = zerolog.Nop()
@@ -209,12 +135,11 @@ var zerologNop = zerolog.Nop()
 // assertEachOnce checks that RECENTCHANGE holds exactly the events, each once.
 func assertEachOnce(tb testing.TB, js jetstream.JetStream, events [][]byte) {
 	tb.Helper()
-	waitStream(tb, js, pipeline.StreamRecentChange, len(events), 60*time.Second)
-	msgs := streamMessages(tb, js, pipeline.StreamRecentChange)
+	msgs := natstest.StreamMessages(tb, js, pipeline.StreamRecentChange, len(events), 60*time.Second)
 	require.Len(tb, msgs, len(events))
 	want := map[string]string{}
 	for _, e := range events {
-		want[metaID(tb, e)] = string(e)
+		want[fixtures.MetaID(tb, e)] = string(e)
 	}
 	for _, m := range msgs {
 		id := m.Headers().Get(jetstream.MsgIDHeader)

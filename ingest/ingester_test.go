@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
@@ -43,18 +44,18 @@ func TestIngestMalformedInputGoesToDeadLetter(t *testing.T) {
 	_, url := startReplay(t, ingest.ReplayConfig{Events: events})
 	r := startIngester(t, nc, url, ingest.Config{})
 
-	waitStream(t, js, pipeline.StreamDeadLetter, 4, 30*time.Second)
-	waitStream(t, js, pipeline.StreamRecentChange, 5, 30*time.Second)
+	natstest.WaitCount(t, js, pipeline.StreamDeadLetter, 4, 30*time.Second)
+	natstest.WaitCount(t, js, pipeline.StreamRecentChange, 5, 30*time.Second)
 	require.NoError(t, r.stop(t))
 
-	got := streamMessages(t, js, pipeline.StreamRecentChange)
+	got := natstest.Messages(t, js, pipeline.StreamRecentChange)
 	var ids []string
 	for _, m := range got {
 		ids = append(ids, m.Headers().Get(jetstream.MsgIDHeader))
 	}
-	assert.Equal(t, []string{metaID(t, good[0]), metaID(t, good[1]), metaID(t, good[2]), "multi", metaID(t, good[3])}, ids)
+	assert.Equal(t, []string{fixtures.MetaID(t, good[0]), fixtures.MetaID(t, good[1]), fixtures.MetaID(t, good[2]), "multi", fixtures.MetaID(t, good[3])}, ids)
 
-	dead := streamMessages(t, js, pipeline.StreamDeadLetter)
+	dead := natstest.Messages(t, js, pipeline.StreamDeadLetter)
 	var reasons []string
 	for _, m := range dead {
 		reason := m.Headers().Get(pipeline.HeaderReason)
@@ -136,11 +137,11 @@ func TestIngestStopAndRestartResumesFromStoredPosition(t *testing.T) {
 	replay, url := startReplay(t, ingest.ReplayConfig{Events: events, Rate: 2000})
 
 	first := startIngester(t, nc, url, ingest.Config{})
-	waitStream(t, js, pipeline.StreamRecentChange, 300, 30*time.Second)
+	natstest.WaitCount(t, js, pipeline.StreamRecentChange, 300, 30*time.Second)
 	require.NoError(t, first.stop(t))
 	stored := storedPosition(t, js)
 	require.NotEmpty(t, stored)
-	n := streamCount(t, js)
+	n := natstest.Count(t, js, pipeline.StreamRecentChange)
 	require.Less(t, n, len(events), "stopped mid-run")
 	assert.Equal(t, replay.ID(int64(n-1)), stored, "the stored position is the last stored event")
 
@@ -161,7 +162,7 @@ func TestIngestTwoReplicasStoreEachEventOnce(t *testing.T) {
 	_, url := startReplay(t, ingest.ReplayConfig{Events: events, Rate: 3000})
 	a := startIngester(t, nc1, url, ingest.Config{})
 	b := startIngester(t, nc2, url, ingest.Config{})
-	waitStream(t, js, pipeline.StreamRecentChange, len(events), 60*time.Second)
+	natstest.WaitCount(t, js, pipeline.StreamRecentChange, len(events), 60*time.Second)
 	require.Eventually(t, func() bool {
 		return counter(t, a.reg, "rcwatch_ingest_events_received_total") == float64(len(events)) &&
 			counter(t, b.reg, "rcwatch_ingest_events_received_total") == float64(len(events))
@@ -169,7 +170,7 @@ func TestIngestTwoReplicasStoreEachEventOnce(t *testing.T) {
 	require.NoError(t, a.stop(t))
 	require.NoError(t, b.stop(t))
 
-	msgs := streamMessages(t, js, pipeline.StreamRecentChange)
+	msgs := natstest.Messages(t, js, pipeline.StreamRecentChange)
 	require.Len(t, msgs, len(events))
 	seen := map[string]bool{}
 	for _, m := range msgs {
@@ -192,7 +193,7 @@ func TestIngestSurvivesNATSOutageWithBoundedMemory(t *testing.T) {
 	_, url := startReplay(t, ingest.ReplayConfig{Events: events, Rate: 4000})
 	const maxInFlight = 32
 	r := startIngester(t, nc, url, ingest.Config{MaxInFlight: maxInFlight, AckTimeout: 500 * time.Millisecond})
-	waitStream(t, js, pipeline.StreamRecentChange, 200, 30*time.Second)
+	natstest.WaitCount(t, js, pipeline.StreamRecentChange, 200, 30*time.Second)
 
 	srv.Shutdown()
 	acked := counter(t, r.reg, "rcwatch_ingest_events_published_total")
@@ -216,16 +217,16 @@ func TestIngestSurvivesNATSOutageWithBoundedMemory(t *testing.T) {
 func TestIngestSinceWhenNoPosition(t *testing.T) {
 	srv := natstest.Start(t)
 	nc, js := srv.Connect(t)
-	events, err := ingest.LoadEvents(fixtures + "/recentchange.electricsql-rag.data.jsonl") // contiguous 2024 slice
+	events, err := ingest.LoadEvents(fixtures.Path(t, "recentchange.electricsql-rag.data.jsonl")) // contiguous 2024 slice
 	require.NoError(t, err)
 	replay, url := startReplay(t, ingest.ReplayConfig{Events: events})
 	// The electricsql slice starts at 16:58:08; events from :15 on are ~40.
 	r := startIngester(t, nc, url, ingest.Config{Since: "2024-02-06T16:58:15Z"})
-	waitStream(t, js, pipeline.StreamRecentChange, 1, 30*time.Second)
+	natstest.WaitCount(t, js, pipeline.StreamRecentChange, 1, 30*time.Second)
 	require.Eventually(t, func() bool { return replay.Served() > 0 && counter(t, r.reg, "rcwatch_ingest_inflight") == 0 },
 		10*time.Second, 10*time.Millisecond)
 	require.NoError(t, r.stop(t))
-	msgs := streamMessages(t, js, pipeline.StreamRecentChange)
+	msgs := natstest.Messages(t, js, pipeline.StreamRecentChange)
 	require.NotEmpty(t, msgs)
 	assert.Less(t, len(msgs), len(events), "started later than the first event")
 	for _, m := range msgs[:1] {
@@ -242,17 +243,6 @@ func storedPosition(tb testing.TB, js jetstream.JetStream) string {
 	e, err := kv.Get(ctx, "position.recentchange")
 	require.NoError(tb, err)
 	return string(e.Value())
-}
-
-func streamCount(tb testing.TB, js jetstream.JetStream) int {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, pipeline.StreamRecentChange)
-	require.NoError(tb, err)
-	info, err := s.Info(ctx)
-	require.NoError(tb, err)
-	return int(info.State.Msgs)
 }
 
 // An `event: error` frame (KafkaSSE sends them after the stream started) is
@@ -273,10 +263,10 @@ func TestIngestErrorFrameIsDeadLettered(t *testing.T) {
 	t.Cleanup(hs.Close)
 	r := startIngester(t, nc, hs.URL, ingest.Config{})
 	assertExactly(t, js, events)
-	waitStream(t, js, pipeline.StreamDeadLetter, 1, 10*time.Second)
+	natstest.WaitCount(t, js, pipeline.StreamDeadLetter, 1, 10*time.Second)
 	hs.CloseClientConnections()
 	require.NoError(t, r.stop(t))
-	dead := streamMessages(t, js, pipeline.StreamDeadLetter)
+	dead := natstest.Messages(t, js, pipeline.StreamDeadLetter)
 	require.Len(t, dead, 1)
 	assert.Contains(t, dead[0].Headers().Get(pipeline.HeaderReason), "event_error")
 	assert.Contains(t, string(dead[0].Data()), "kafka broker unavailable")

@@ -1,13 +1,11 @@
 package mediawiki_test
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rcwatch/rcwatch/internal/testbed/logtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
 	"github.com/rcwatch/rcwatch/mediawiki"
 )
@@ -30,27 +29,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuf is a log sink tests grep.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	w    *mwtest.Wiki
-	logs *syncBuf
+	logs *logtest.Sink
 	reg  *prometheus.Registry
 	m    *mediawiki.Metrics
 }
@@ -61,7 +42,7 @@ func newEnv(t *testing.T) *env {
 	reg := prometheus.NewRegistry()
 	m, err := mediawiki.NewMetrics(reg)
 	require.NoError(t, err)
-	e := &env{w: w, logs: &syncBuf{}, reg: reg, m: m}
+	e := &env{w: w, logs: logtest.NewSink(), reg: reg, m: m}
 	t.Cleanup(func() {
 		// No secret of any account ever reaches the logs.
 		for _, s := range []string{w.Bot.Secret, w.Admin.Secret, w.Other.Secret, w.Admin.Password} {

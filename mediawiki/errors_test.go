@@ -3,24 +3,15 @@ package mediawiki
 import (
 	"errors"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-const fixtures = "../testdata/fixtures"
-
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(fixtures, name))
-	require.NoError(t, err)
-	return b
-}
 
 // Every captured error, in both shapes (formatversion 1 "*" / formatversion
 // 2 "docref", and the errors array of errorformat=plaintext), decodes to the
@@ -51,7 +42,7 @@ func TestDecodeErrorFixtures(t *testing.T) {
 		{"mediawiki-1.39/33c-edit-undo-conflict.json", "undofailure", ErrUndoFailed},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			err := decodeResponse(200, http.Header{}, fixture(t, tc.file), nil, time.Now())
+			err := decodeResponse(200, http.Header{}, fixtures.Read(t, tc.file), nil, time.Now())
 			var ae *APIError
 			require.ErrorAs(t, err, &ae)
 			assert.Equal(t, tc.code, ae.Code)
@@ -62,7 +53,7 @@ func TestDecodeErrorFixtures(t *testing.T) {
 			assert.NotErrorIs(t, err, ErrMaxLag)
 		})
 	}
-	ro := decodeResponse(200, http.Header{}, fixture(t, "mediawiki-1.39/29-readonly.json"), nil, time.Now())
+	ro := decodeResponse(200, http.Header{}, fixtures.Read(t, "mediawiki-1.39/29-readonly.json"), nil, time.Now())
 	var ae *APIError
 	require.ErrorAs(t, ro, &ae)
 	assert.Equal(t, "Scout maintenance window\n", ae.Data["readonlyreason"])
@@ -78,11 +69,11 @@ func TestDecodeMaxLag(t *testing.T) {
 		wait time.Duration
 		lag  time.Duration
 	}{
-		{"1.39 with headers", hdr, fixture(t, "mediawiki-1.39/28-maxlag.json"), 5 * time.Second, 7 * time.Second},
-		{"edit with headers", hdr, fixture(t, "mediawiki-1.39/28b-edit-maxlag.json"), 5 * time.Second, 7 * time.Second},
-		{"mediawiki.org, no headers: lag from the body", http.Header{}, fixture(t, "mwapi.error.maxlag.mediawikiwiki.json"), time.Second, 596 * time.Millisecond},
+		{"1.39 with headers", hdr, fixtures.Read(t, "mediawiki-1.39/28-maxlag.json"), 5 * time.Second, 7 * time.Second},
+		{"edit with headers", hdr, fixtures.Read(t, "mediawiki-1.39/28b-edit-maxlag.json"), 5 * time.Second, 7 * time.Second},
+		{"mediawiki.org, no headers: lag from the body", http.Header{}, fixtures.Read(t, "mwapi.error.maxlag.mediawikiwiki.json"), time.Second, 596 * time.Millisecond},
 		{"errorformat=plaintext", hdr, []byte(`{"errors":[{"code":"maxlag","text":"Waiting for a database server: 7 seconds lagged.","data":{"host":"fake-replica","lag":7,"type":"db"},"module":"main"}],"docref":"x"}`), 5 * time.Second, 7 * time.Second},
-		{"Retry-After as a date", http.Header{"Retry-After": {"Wed, 25 Nov 2026 04:51:51 GMT"}}, fixture(t, "mediawiki-1.39/28-maxlag.json"), 10 * time.Second, 7 * time.Second},
+		{"Retry-After as a date", http.Header{"Retry-After": {"Wed, 25 Nov 2026 04:51:51 GMT"}}, fixtures.Read(t, "mediawiki-1.39/28-maxlag.json"), 10 * time.Second, 7 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := decodeResponse(200, tc.hdr, tc.body, nil, now)
@@ -130,17 +121,17 @@ func TestDecodeHTTPAndShapes(t *testing.T) {
 		var edit struct {
 			Edit EditResult `json:"edit"`
 		}
-		require.NoError(t, decodeResponse(200, http.Header{}, fixture(t, "mediawiki-1.39/07-edit-nochange.json"), &edit, now))
+		require.NoError(t, decodeResponse(200, http.Header{}, fixtures.Read(t, "mediawiki-1.39/07-edit-nochange.json"), &edit, now))
 		assert.True(t, edit.Edit.NoChange)
-		require.NoError(t, decodeResponse(200, http.Header{}, fixture(t, "mediawiki-1.39/06-edit-baserevid.json"), &edit, now))
+		require.NoError(t, decodeResponse(200, http.Header{}, fixtures.Read(t, "mediawiki-1.39/06-edit-baserevid.json"), &edit, now))
 		assert.Equal(t, int64(3), edit.Edit.NewRevID)
 		var rb struct {
 			Rollback RollbackResult `json:"rollback"`
 		}
-		require.NoError(t, decodeResponse(200, http.Header{}, fixture(t, "mediawiki-1.39/27b-rollback-admin.json"), &rb, now))
+		require.NoError(t, decodeResponse(200, http.Header{}, fixtures.Read(t, "mediawiki-1.39/27b-rollback-admin.json"), &rb, now))
 		assert.Equal(t, RollbackResult{Title: "Conflict page", PageID: 3, Summary: "revert bot", RevID: 9, OldRevID: 8, LastRevID: 5}, rb.Rollback)
 		var qp queryPages
-		require.NoError(t, decodeResponse(200, http.Header{}, fixture(t, "mediawiki-1.39/14-revisions.json"), &qp, now))
+		require.NoError(t, decodeResponse(200, http.Header{}, fixtures.Read(t, "mediawiki-1.39/14-revisions.json"), &qp, now))
 		require.Len(t, qp.Query.Pages, 1)
 		r := qp.Query.Pages[0].Revisions[1].revision(qp.Query.Pages[0])
 		assert.Equal(t, "First revision by bot.\n\nSecond line.", r.Content)
@@ -185,7 +176,7 @@ func TestEditParams(t *testing.T) {
 func FuzzDecodeResponse(f *testing.F) {
 	for _, name := range []string{"mediawiki-1.39/28-maxlag.json", "mediawiki-1.39/29-readonly.json",
 		"mwapi.error.badtoken.commonswiki.json", "mediawiki-1.39/14-revisions.json", "mediawiki-1.39/05-edit-create.json"} {
-		f.Add(200, "5", "7", fixture(f, name))
+		f.Add(200, "5", "7", fixtures.Read(f, name))
 	}
 	f.Add(200, "", "", []byte(`{"errors":[{"code":"maxlag","data":{"lag":"x"}}]}`))
 	f.Add(429, "Wed, 25 Nov 2026 04:51:51 GMT", "", []byte(""))

@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
 	"github.com/rcwatch/rcwatch/rules/pack"
 )
 
@@ -24,7 +25,7 @@ func packSources(tb testing.TB) []Source {
 // pack on the recorded events, metadata only (no enricher: rules that
 // pass their cheap conditions finish on what is known).
 func BenchmarkEvalDefaultPack(b *testing.B) {
-	evs := fixtureEvents(b)
+	evs := fixtures.RecentChanges(b)
 	e, err := NewEngine(EngineConfig{MaxMatchRate: -1}, nil, zerolog.Nop())
 	require.NoError(b, err)
 	require.NoError(b, e.Load(packSources(b)))
@@ -40,7 +41,7 @@ func BenchmarkEvalDefaultPack(b *testing.B) {
 // BenchmarkEvalMetadataOnly is the same with a pack-shaped rule set whose
 // rules need enrichment after their cheap conditions.
 func BenchmarkEvalMetadataOnly(b *testing.B) {
-	evs := fixtureEvents(b)
+	evs := fixtures.RecentChanges(b)
 	e, err := NewEngine(EngineConfig{MaxMatchRate: -1}, nil, zerolog.Nop())
 	require.NoError(b, err)
 	require.NoError(b, e.Load([]Source{mustRead(b, "testdata/bench.yaml")}))
@@ -56,7 +57,7 @@ func BenchmarkEvalMetadataOnly(b *testing.B) {
 // BenchmarkEvalPerRule is the cost of each default-pack rule alone on the
 // same events (the fixed cost per event is BenchmarkEvalEmpty).
 func BenchmarkEvalPerRule(b *testing.B) {
-	evs := fixtureEvents(b)
+	evs := fixtures.RecentChanges(b)
 	rs, _, err := Compile(packSources(b), CompileOptions{})
 	require.NoError(b, err)
 	for _, r := range rs {
@@ -77,7 +78,7 @@ func BenchmarkEvalPerRule(b *testing.B) {
 
 // BenchmarkEvalEmpty is the fixed cost per event (filling the variables).
 func BenchmarkEvalEmpty(b *testing.B) {
-	evs := fixtureEvents(b)
+	evs := fixtures.RecentChanges(b)
 	e, err := NewEngine(EngineConfig{MaxMatchRate: -1}, nil, zerolog.Nop())
 	require.NoError(b, err)
 	require.NoError(b, e.Load([]Source{src("one.yaml", "rules:\n  - id: never\n    when: \"false\"\n    severity: low\n")}))

@@ -1,11 +1,8 @@
 package rules
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,33 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
 )
-
-// fixtureEvents decodes every recorded recentchange event in the JSON-lines fixtures.
-func fixtureEvents(tb testing.TB) []*event.RecentChange {
-	tb.Helper()
-	files, err := filepath.Glob("../testdata/fixtures/recentchange.*.jsonl")
-	require.NoError(tb, err)
-	require.NotEmpty(tb, files)
-	var out []*event.RecentChange
-	for _, f := range files {
-		fh, err := os.Open(f)
-		require.NoError(tb, err)
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(nil, 4<<20)
-		for sc.Scan() {
-			if strings.TrimSpace(sc.Text()) == "" {
-				continue
-			}
-			ev, err := event.Decode(sc.Bytes())
-			require.NoError(tb, err, f)
-			out = append(out, ev)
-		}
-		require.NoError(tb, sc.Err())
-		fh.Close()
-	}
-	return out
-}
 
 func newTestEngine(tb testing.TB, cfg EngineConfig, reg prometheus.Registerer, srcs ...Source) *Engine {
 	tb.Helper()
@@ -62,7 +34,7 @@ var t0 = time.Date(2024, 2, 6, 17, 0, 0, 0, time.UTC)
 // The metadata rules fire on exactly the fixture events a plain Go
 // predicate selects, with deterministic ids and readable reasons.
 func TestEvalFixtureEvents(t *testing.T) {
-	evs := fixtureEvents(t)
+	evs := fixtures.RecentChanges(t)
 	e := newTestEngine(t, EngineConfig{MaxMatchRate: -1}, nil, src("m.yaml", `
 rules:
   - id: bot-big-new

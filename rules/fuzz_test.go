@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
+
 	"github.com/rs/zerolog"
 )
 
@@ -29,7 +31,7 @@ func FuzzCompileEval(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	evs := fixtureEvents(f)[:50]
+	evs := fixtures.RecentChanges(f)[:50]
 	f.Fuzz(func(t *testing.T, when string) {
 		if len(when) > 2000 {
 			return

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
@@ -113,7 +114,7 @@ func TestStageEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	evs := fixtureEvents(t)[:600]
+	evs := fixtures.RecentChanges(t)[:600]
 	rulesYAML := `
 rules:
   - id: human-edit
@@ -214,7 +215,7 @@ func BenchmarkStageEndToEnd(b *testing.B) {
 	srv := natstest.Start(b)
 	_, js := srv.Connect(b)
 	ctx := context.Background()
-	evs := fixtureEvents(b)
+	evs := fixtures.RecentChanges(b)
 	pub, err := js.Stream(ctx, pipeline.StreamRecentChange)
 	require.NoError(b, err)
 	for i := 0; i < b.N; i++ {

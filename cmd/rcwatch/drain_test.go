@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -33,39 +31,6 @@ const (
 	graceEdit     = 60 * time.Second
 )
 
-func publish(tb testing.TB, js jetstream.JetStream, subject, id string, data []byte) {
-	tb.Helper()
-	m := nats.NewMsg(subject)
-	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, id)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err := js.PublishMsg(ctx, m)
-	require.NoError(tb, err)
-}
-
-func consumerState(tb testing.TB, js jetstream.JetStream, stream, durable string) *jetstream.ConsumerInfo {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := js.Consumer(ctx, stream, durable)
-	require.NoError(tb, err)
-	info, err := c.Info(ctx)
-	require.NoError(tb, err)
-	return info
-}
-
-func count(tb testing.TB, js jetstream.JetStream, stream string) int {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	require.NoError(tb, err)
-	info, err := s.Info(ctx)
-	require.NoError(tb, err)
-	return int(info.State.Msgs)
-}
-
 func TestEvaluateDrainsOnSIGTERM(t *testing.T) {
 	srv := natstest.Start(t)
 	_, js := srv.Connect(t)
@@ -74,7 +39,7 @@ func TestEvaluateDrainsOnSIGTERM(t *testing.T) {
 	for _, e := range events {
 		ev, err := event.Decode(e)
 		require.NoError(t, err)
-		publish(t, js, pipeline.RecentChangeSubject(ev.Wiki, ev.Type), ev.Meta.ID, e)
+		natstest.Publish(t, js, pipeline.RecentChangeSubject(ev.Wiki, ev.Type), ev.Meta.ID, e)
 		if ev.Type == "edit" {
 			want++
 		}
@@ -88,20 +53,20 @@ func TestEvaluateDrainsOnSIGTERM(t *testing.T) {
 	args := []string{"evaluate", "--nats", srv.URL, "--ops-addr", "", "--rules", rules, "--enrich=false", "--max-match-rate", "-1"}
 
 	p := startProc(t, args...)
-	require.Eventually(t, func() bool { return count(t, js, pipeline.StreamAlerts) >= 200 }, 60*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return natstest.Count(t, js, pipeline.StreamAlerts) >= 200 }, 60*time.Second, 10*time.Millisecond)
 	start := time.Now()
 	require.NoError(t, p.signal(t, syscall.SIGTERM, graceEvaluate), "exit 0")
 	assert.Less(t, time.Since(start), graceEvaluate)
-	require.Less(t, count(t, js, pipeline.StreamAlerts), want, "stopped under load, mid-run")
-	info := consumerState(t, js, pipeline.StreamRecentChange, "rules")
+	require.Less(t, natstest.Count(t, js, pipeline.StreamAlerts), want, "stopped under load, mid-run")
+	info := natstest.ConsumerInfo(t, js, pipeline.StreamRecentChange, "rules")
 	assert.Zero(t, info.NumAckPending, "every message delivered before SIGTERM was finished and acked")
 
 	p2 := startProc(t, args...)
 	require.Eventually(t, func() bool {
-		i := consumerState(t, js, pipeline.StreamRecentChange, "rules")
+		i := natstest.ConsumerInfo(t, js, pipeline.StreamRecentChange, "rules")
 		return i.NumPending == 0 && i.NumAckPending == 0
 	}, 60*time.Second, 20*time.Millisecond)
-	assert.Equal(t, want, count(t, js, pipeline.StreamAlerts), "every event evaluated, no alert lost")
+	assert.Equal(t, want, natstest.Count(t, js, pipeline.StreamAlerts), "every event evaluated, no alert lost")
 	require.NoError(t, p2.signal(t, syscall.SIGTERM, graceEvaluate))
 }
 
@@ -146,7 +111,7 @@ networks:
 		a := ircAlert(i)
 		b, err := json.Marshal(a)
 		require.NoError(t, err)
-		publish(t, js, pipeline.AlertSubject(a.Event.Wiki, a.Rule.ID), a.ID, b)
+		natstest.Publish(t, js, pipeline.AlertSubject(a.Event.Wiki, a.Rule.ID), a.ID, b)
 	}
 	require.Less(t, len(watcher.WaitMessages(t, "#drain", 30, 30*time.Second)), n, "stopped under load, mid-run")
 	start := time.Now()
@@ -219,7 +184,7 @@ wikis:
 		}
 		b, err := json.Marshal(a)
 		require.NoError(t, err)
-		publish(t, js, pipeline.AlertSubject("testwiki", a.Rule.ID), a.ID, b)
+		natstest.Publish(t, js, pipeline.AlertSubject("testwiki", a.Rule.ID), a.ID, b)
 	}
 	got := map[string]int{}
 	recv := func(k int, timeout time.Duration) {

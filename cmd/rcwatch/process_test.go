@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
+	"github.com/rcwatch/rcwatch/internal/testbed/freeport"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
@@ -91,44 +92,9 @@ func (p *proc) signal(tb testing.TB, sig syscall.Signal, within time.Duration) e
 	}
 }
 
+// testEvents returns the first n distinct events of one contiguous capture.
 func testEvents(tb testing.TB, n int) [][]byte {
-	tb.Helper()
-	evs, err := ingest.LoadEvents("../../testdata/fixtures/recentchange.editgroups.qs_batch_with_reverts.jsonl")
-	require.NoError(tb, err)
-	seen := map[string]bool{}
-	var out [][]byte
-	for _, e := range evs {
-		var v struct {
-			Meta struct{ ID string } `json:"meta"`
-		}
-		require.NoError(tb, json.Unmarshal(e, &v))
-		if !seen[v.Meta.ID] {
-			seen[v.Meta.ID] = true
-			out = append(out, e)
-		}
-		if len(out) == n {
-			break
-		}
-	}
-	require.Len(tb, out, n)
-	return out
-}
-
-func streamState(tb testing.TB, js jetstream.JetStream) jetstream.StreamState {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, pipeline.StreamRecentChange)
-	require.NoError(tb, err)
-	info, err := s.Info(ctx)
-	require.NoError(tb, err)
-	return info.State
-}
-
-func waitMsgs(tb testing.TB, js jetstream.JetStream, n uint64) {
-	tb.Helper()
-	require.Eventually(tb, func() bool { return streamState(tb, js).Msgs >= n }, 60*time.Second, 20*time.Millisecond,
-		"RECENTCHANGE never reached %d messages", n)
+	return fixtures.Unique(tb, n, "recentchange.editgroups.qs_batch_with_reverts.jsonl")
 }
 
 func assertStreamIs(tb testing.TB, js jetstream.JetStream, events [][]byte) {
@@ -151,12 +117,12 @@ func TestIngestProcessSIGKILLAndRestart(t *testing.T) {
 	args := []string{"ingest", "--nats", srv.URL, "--source", hs.URL, "--ops-addr", ""}
 
 	first := startProc(t, args...)
-	waitMsgs(t, js, 400)
+	natstest.WaitCount(t, js, pipeline.StreamRecentChange, 400, 60*time.Second)
 	require.Error(t, first.signal(t, syscall.SIGKILL, 10*time.Second))
-	require.Less(t, streamState(t, js).Msgs, uint64(len(events)), "killed mid-run")
+	require.Less(t, natstest.Count(t, js, pipeline.StreamRecentChange), len(events), "killed mid-run")
 
 	second := startProc(t, args...)
-	waitMsgs(t, js, uint64(len(events)))
+	natstest.WaitCount(t, js, pipeline.StreamRecentChange, len(events), 60*time.Second)
 	assertStreamIs(t, js, events)
 	require.NoError(t, second.signal(t, syscall.SIGTERM, 30*time.Second))
 }
@@ -171,19 +137,19 @@ func TestIngestProcessSIGTERMDrains(t *testing.T) {
 	hs := httptest.NewServer(replay)
 	t.Cleanup(hs.Close)
 	p := startProc(t, "ingest", "--nats", srv.URL, "--source", hs.URL, "--ops-addr", "", "--drain-timeout", "10s")
-	waitMsgs(t, js, 300)
+	natstest.WaitCount(t, js, pipeline.StreamRecentChange, 300, 60*time.Second)
 	start := time.Now()
 	require.NoError(t, p.signal(t, syscall.SIGTERM, 15*time.Second), "exit status 0")
 	assert.Less(t, time.Since(start), 10*time.Second)
 
-	st := streamState(t, js)
+	n := natstest.Count(t, js, pipeline.StreamRecentChange)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	kv, err := js.KeyValue(ctx, pipeline.BucketIngest)
 	require.NoError(t, err)
 	e, err := kv.Get(ctx, "position.recentchange")
 	require.NoError(t, err)
-	assert.Equal(t, replay.ID(int64(st.Msgs-1)), string(e.Value()), "position = the last stored event")
+	assert.Equal(t, replay.ID(int64(n-1)), string(e.Value()), "position = the last stored event")
 }
 
 // `rcwatch run` with no --nats starts the embedded server, ingests, and
@@ -192,10 +158,7 @@ func TestRunEmbeddedDefault(t *testing.T) {
 	events := testEvents(t, 300)
 	hs := httptest.NewServer(ingest.NewReplay(ingest.ReplayConfig{Events: events}, zerolog.Nop()))
 	t.Cleanup(hs.Close)
-	port, err := pipeline.FreePort()
-	require.NoError(t, err)
-	natsPort, err := pipeline.FreePort()
-	require.NoError(t, err)
+	port, natsPort := freeport.Must(t), freeport.Must(t)
 	ops := fmt.Sprintf("127.0.0.1:%d", port)
 	p := startProc(t, "run", "--source", hs.URL, "--data-dir", t.TempDir(), "--ops-addr", ops,
 		"--nats-port", fmt.Sprint(natsPort))
@@ -205,16 +168,7 @@ func TestRunEmbeddedDefault(t *testing.T) {
 	t.Cleanup(nc.Close)
 	js, err := pipeline.JetStream(nc)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, pipeline.StreamRecentChange)
-		if err != nil {
-			return false
-		}
-		info, err := s.Info(ctx)
-		return err == nil && info.State.Msgs == uint64(len(events))
-	}, 60*time.Second, 50*time.Millisecond)
+	natstest.WaitCount(t, js, pipeline.StreamRecentChange, len(events), 60*time.Second)
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		body := httpGet(t, "http://"+ops+path)
 		if path == "/metrics" {

@@ -10,7 +10,6 @@
 package rehearsal
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
@@ -29,10 +28,11 @@ import (
 
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
 	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
-	"github.com/rcwatch/rcwatch/pipeline"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
+	"github.com/rcwatch/rcwatch/pipeline"
 )
 
 const ruleFile = `rules:
@@ -100,35 +100,12 @@ func (p *proc) kill(t *testing.T) {
 	<-p.done
 }
 
-func events(t *testing.T, n int) [][]byte {
-	t.Helper()
-	files, err := filepath.Glob("../../testdata/fixtures/recentchange.*.jsonl")
-	require.NoError(t, err)
-	all, err := ingest.LoadEvents(files...)
-	require.NoError(t, err)
-	seen := map[string]bool{}
-	var out [][]byte
-	for _, e := range all {
-		ev, err := event.Decode(e)
-		require.NoError(t, err)
-		if !seen[ev.Meta.ID] {
-			seen[ev.Meta.ID] = true
-			out = append(out, e)
-		}
-		if len(out) == n {
-			break
-		}
-	}
-	require.Len(t, out, n)
-	return out
-}
-
 func TestRehearsal(t *testing.T) {
 	bin := buildBinary(t)
 	cluster := natstest.StartCluster(t, 3)
 	urls := cluster.URLs()
 
-	evs := events(t, 2000)
+	evs := fixtures.Unique(t, 2000)
 	wantAlerts := map[string]bool{}
 	wantEdits := map[string]bool{}
 	for _, e := range evs {
@@ -217,7 +194,7 @@ wikis:
 			natstest.WaitConsumer(t, js, pipeline.StreamAlerts, "edit", 90*time.Second)
 		}
 	}
-	waitCount(t, js, pipeline.StreamRecentChange, 400, 90*time.Second)
+	natstest.WaitCount(t, js, pipeline.StreamRecentChange, 400, 90*time.Second)
 
 	// Mid-run: one NATS node and one replica of each stage die.
 	cluster.Nodes[2].Shutdown()
@@ -226,9 +203,9 @@ wikis:
 	}
 	t.Logf("killed NATS node n2 and one replica of each stage")
 
-	waitCount(t, js, pipeline.StreamRecentChange, len(evs), 3*time.Minute)
-	waitCount(t, js, pipeline.StreamAlerts, len(wantAlerts), 2*time.Minute)
-	waitConsumerDone(t, js, pipeline.StreamRecentChange, "rules", time.Minute)
+	natstest.WaitCount(t, js, pipeline.StreamRecentChange, len(evs), 3*time.Minute)
+	natstest.WaitCount(t, js, pipeline.StreamAlerts, len(wantAlerts), 2*time.Minute)
+	natstest.WaitConsumerDone(t, js, pipeline.StreamRecentChange, "rules", time.Minute)
 
 	// Every event stored once.
 	msgs := natstest.StreamMessages(t, js, pipeline.StreamRecentChange, len(evs), time.Minute)
@@ -257,7 +234,7 @@ wikis:
 	// between the server's confirmation of a line and the write of its
 	// idempotency key posts that one line again (docs/IRC.md): at most one.
 	// Every edit alert handled by the (dry-run) edit workers: one audit record each.
-	waitConsumerDone(t, js, pipeline.StreamAlerts, "edit", 2*time.Minute)
+	natstest.WaitConsumerDone(t, js, pipeline.StreamAlerts, "edit", 2*time.Minute)
 	audits := natstest.StreamMessages(t, js, pipeline.StreamAudit, len(wantEdits), time.Minute)
 	audited := map[string]int{}
 	for _, m := range audits {
@@ -297,32 +274,4 @@ wikis:
 	}
 	assert.LessOrEqual(t, dups, 1, "lines posted twice")
 	t.Logf("events %d, alerts %d, IRC lines %d (repeated %d), edit audits %d", len(seen), len(got), len(lines), dups, len(audited))
-}
-
-func waitCount(t *testing.T, js jetstream.JetStream, stream string, n int, timeout time.Duration) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, stream)
-		if err != nil {
-			return false
-		}
-		info, err := s.Info(ctx)
-		return err == nil && int(info.State.Msgs) >= n
-	}, timeout, 100*time.Millisecond, fmt.Sprintf("%s never reached %d messages", stream, n))
-}
-
-func waitConsumerDone(t *testing.T, js jetstream.JetStream, stream, durable string, timeout time.Duration) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		c, err := js.Consumer(ctx, stream, durable)
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-	}, timeout, 100*time.Millisecond, "consumer %s never caught up", durable)
 }

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rcwatch/rcwatch/internal/testbed/freeport"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -76,7 +78,7 @@ func Start(tb testing.TB, opts Options) *Server {
 	tb.Helper()
 	bin := Require(tb)
 	dir := tb.TempDir()
-	port := freePort(tb)
+	port := freeport.Must(tb)
 	s := &Server{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, dir: dir, tb: tb,
 		conf: filepath.Join(dir, "ngircd.conf")}
 	var pass string
@@ -195,14 +197,6 @@ func (s *Server) Up(tb testing.TB) {
 func (s *Server) Log() string {
 	b, _ := os.ReadFile(filepath.Join(s.dir, "ngircd.log"))
 	return string(b)
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Line is one raw line a Client received (without CRLF) and when.

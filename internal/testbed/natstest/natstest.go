@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rcwatch/rcwatch/internal/testbed/freeport"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,7 +32,7 @@ type Server struct {
 // Start runs a JetStream server for the test and stops it at cleanup.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	port, err := pipeline.FreePort()
+	port, err := freeport.Get()
 	require.NoError(tb, err)
 	s := &Server{Dir: tb.TempDir(), Port: port}
 	s.start(tb)
@@ -68,26 +70,76 @@ func (s *Server) Connect(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
+// Count returns how many messages stream holds now.
+func Count(tb testing.TB, js jetstream.JetStream, stream string) int {
+	tb.Helper()
+	n, err := count(js, stream)
+	require.NoError(tb, err)
+	return n
+}
+
+func count(js jetstream.JetStream, stream string) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("looking up stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading stream %s info: %w", stream, err)
+	}
+	return int(info.State.Msgs), nil
+}
+
+// reached polls the server's own count (there is no event to await) until
+// stream holds at least want messages or timeout passes. A failed poll (a
+// cluster electing a leader) counts as not yet.
+func reached(js jetstream.JetStream, stream string, want int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if n, err := count(js, stream); err == nil && n >= want {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitCount waits until stream holds at least want messages and fails the
+// test if it does not within timeout.
+func WaitCount(tb testing.TB, js jetstream.JetStream, stream string, want int, timeout time.Duration) {
+	tb.Helper()
+	if !reached(js, stream, want, timeout) {
+		n, err := count(js, stream)
+		tb.Fatalf("stream %s never reached %d messages within %s (holds %d, %v)", stream, want, timeout, n, err)
+	}
+}
+
 // StreamMessages reads every message of a stream in order (an ordered
-// consumer), waiting up to timeout for at least want messages.
+// consumer), waiting up to timeout for at least want messages (it returns
+// what is there after timeout: the caller checks the count).
 func StreamMessages(tb testing.TB, js jetstream.JetStream, stream string, want int, timeout time.Duration) []jetstream.Msg {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	reached(js, stream, want, timeout)
+	return Messages(tb, js, stream)
+}
+
+// Messages reads every message stream holds now, in order.
+func Messages(tb testing.TB, js jetstream.JetStream, stream string) []jetstream.Msg {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, stream)
 	require.NoError(tb, err)
-	deadline := time.Now().Add(timeout)
-	for {
-		info, err := s.Info(ctx)
-		require.NoError(tb, err)
-		if int(info.State.Msgs) >= want || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond) // polling the server's own count; there is no event to await
-	}
 	info, err := s.Info(ctx)
 	require.NoError(tb, err)
 	n := int(info.State.Msgs)
+	if n == 0 {
+		return nil
+	}
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	require.NoError(tb, err)
 	out := make([]jetstream.Msg, 0, n)
@@ -100,6 +152,47 @@ func StreamMessages(tb testing.TB, js jetstream.JetStream, stream string, want i
 		require.NoError(tb, batch.Error())
 	}
 	return out
+}
+
+// Publish stores data on subject with a Nats-Msg-Id (as the stages do) and
+// waits for the stream's ack.
+func Publish(tb testing.TB, js jetstream.JetStream, subject, id string, data []byte) {
+	tb.Helper()
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := js.PublishMsg(ctx, m)
+	require.NoError(tb, err, "publishing to %s", subject)
+}
+
+// ConsumerInfo returns the state of stream's consumer durable.
+func ConsumerInfo(tb testing.TB, js jetstream.JetStream, stream, durable string) *jetstream.ConsumerInfo {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := js.Consumer(ctx, stream, durable)
+	require.NoError(tb, err)
+	info, err := c.Info(ctx)
+	require.NoError(tb, err)
+	return info
+}
+
+// WaitConsumerDone waits until stream's consumer durable exists and has
+// nothing pending and nothing waiting for an ack (a stage caught up).
+func WaitConsumerDone(tb testing.TB, js jetstream.JetStream, stream, durable string, timeout time.Duration) {
+	tb.Helper()
+	require.Eventually(tb, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		c, err := js.Consumer(ctx, stream, durable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	}, timeout, 20*time.Millisecond, "consumer %s on %s never caught up", durable, stream)
 }
 
 // Cluster is a JetStream cluster of embedded servers on loopback.
@@ -121,14 +214,14 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	cports := make([]int, n)
 	routes := make([]string, n)
 	for i := range n {
-		p, err := pipeline.FreePort()
+		p, err := freeport.Get()
 		require.NoError(tb, err)
 		cports[i] = p
 		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", p)
 	}
 	c := &Cluster{}
 	for i := range n {
-		port, err := pipeline.FreePort()
+		port, err := freeport.Get()
 		require.NoError(tb, err)
 		opts := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: port,
