@@ -400,3 +400,7 @@ func ParseSSE(b []byte) [][]byte {
 	}
 	return out
 }
+
+// Payload is the data of the frame at global offset off, as served (load
+// harnesses publish the same bytes for their baseline).
+func (r *Replay) Payload(off int64) []byte { return r.payload(off) }

@@ -50,6 +50,7 @@ func newRootCmd() *cobra.Command {
 		newEvaluateCmd(),
 		newRulesCmd(),
 		newActCmd(),
+		newBenchCmd(),
 		newFeedCmd(),
 	)
 	return root

@@ -1,0 +1,433 @@
+// Package loadtest measures the whole pipeline as users run it: `rcwatch
+// run` as its own process (embedded NATS with file storage, the default
+// pack, enrichment off) fed by the replay server, beside a plain JetStream
+// async publish of the same bytes measured in the same run on the same
+// machine. `rcwatch bench pipeline` prints what it finds.
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/pipeline"
+	"github.com/rcwatch/rcwatch/rules/pack"
+)
+
+// Config is one measurement.
+type Config struct {
+	// Binary is the rcwatch executable run as `rcwatch run`.
+	Binary string
+	// Events are the recorded events, served in a loop with a distinct
+	// meta.id for every frame.
+	Events [][]byte
+	// N is the number of events served.
+	N int
+	// Rate paces the replay (events/s; 0: as fast as possible).
+	Rate float64
+	// Workers of the evaluator (0: its default).
+	Workers int
+	// RulesCopies loads the default pack this many times (ids renamed); 0 or 1: once.
+	RulesCopies int
+	// Baseline also measures a plain JetStream async publish of the same
+	// bytes (its own embedded server, file storage) before the pipeline.
+	Baseline bool
+	// Stall: evaluator pauses longer than this, with events waiting, are reported (default 2s).
+	Stall time.Duration
+	// Poll is the sampling interval (default 50ms).
+	Poll time.Duration
+	// MemEvery samples the process's resident memory this often (default 10s).
+	MemEvery time.Duration
+	// Timeout bounds the run (default 10m).
+	Timeout time.Duration
+	// Dir is where the data directories go (default os.TempDir()).
+	Dir string
+	// Stderr receives the process's log (nil: discarded).
+	Stderr io.Writer
+	// Args are extra flags of `rcwatch run`.
+	Args []string
+}
+
+// Result is what one measurement found.
+type Result struct {
+	Served    int           // frames the replay served
+	Stored    int           // events in RECENTCHANGE at the end
+	StoredPS  float64       // stored events/s (first stored to last stored)
+	EvalPS    float64       // evaluated events/s (first stored to the rules consumer's ack floor reaching the last)
+	StoreTime time.Duration // first to last stored
+	EvalTime  time.Duration // first stored to last evaluated
+	Baseline  float64       // plain async publish, events/s (0: not measured)
+	Stalls    []time.Duration
+	CPU       time.Duration // CPU time of the process from the first stored event to the end
+	Memory    []MemSample
+}
+
+// MemSample is the process's resident memory at a time after the first stored event.
+type MemSample struct {
+	At  time.Duration
+	RSS int64
+}
+
+// CPUPerEvent is the process's CPU time per evaluated event.
+func (r Result) CPUPerEvent() time.Duration {
+	if r.Stored == 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(r.Stored)
+}
+
+// Ratio is evaluated events/s over the baseline (0 without one).
+func (r Result) Ratio() float64 {
+	if r.Baseline == 0 {
+		return 0
+	}
+	return r.EvalPS / r.Baseline
+}
+
+// MaxStall is the longest pause reported (0: none).
+func (r Result) MaxStall() time.Duration {
+	var m time.Duration
+	for _, s := range r.Stalls {
+		m = max(m, s)
+	}
+	return m
+}
+
+func (c *Config) defaults() error {
+	if c.Binary == "" || len(c.Events) == 0 || c.N <= 0 {
+		return errors.New("loadtest: Binary, Events and N are required")
+	}
+	if c.Stall <= 0 {
+		c.Stall = 2 * time.Second
+	}
+	if c.Poll <= 0 {
+		c.Poll = 50 * time.Millisecond
+	}
+	if c.MemEvery <= 0 {
+		c.MemEvery = 10 * time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Minute
+	}
+	if c.Dir == "" {
+		c.Dir = os.TempDir()
+	}
+	if c.Stderr == nil {
+		c.Stderr = io.Discard
+	}
+	return nil
+}
+
+// Run measures once: the baseline (when asked), then the pipeline.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return Result{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	dir, err := os.MkdirTemp(cfg.Dir, "rcwatch-bench-")
+	if err != nil {
+		return Result{}, fmt.Errorf("creating the bench directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+
+	replay := ingest.NewReplay(ingest.ReplayConfig{Events: cfg.Events, Loop: true, UniqueIDs: true,
+		Limit: cfg.N, Rate: cfg.Rate}, zerolog.Nop())
+	var res Result
+	if cfg.Baseline {
+		if res.Baseline, err = baseline(ctx, filepath.Join(dir, "baseline"), replay, cfg.N); err != nil {
+			return res, err
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return res, fmt.Errorf("listening for the replay server: %w", err)
+	}
+	srv := &http.Server{Handler: replay, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/v2/stream/recentchange"
+	err = pipelineRun(ctx, cfg, dir, url, replay, &res)
+	return res, err
+}
+
+// baseline publishes the same N payloads with JetStream async publish
+// (4,096 in flight) to a file-storage stream of a fresh embedded server,
+// over an in-process connection as `rcwatch run` uses, and returns events/s.
+func baseline(ctx context.Context, dir string, replay *ingest.Replay, n int) (float64, error) {
+	emb, err := pipeline.StartEmbedded(pipeline.EmbeddedConfig{StoreDir: dir, Name: "baseline"})
+	if err != nil {
+		return 0, fmt.Errorf("starting the baseline server: %w", err)
+	}
+	defer emb.Shutdown()
+	nc, err := emb.Connect("baseline", zerolog.Nop())
+	if err != nil {
+		return 0, fmt.Errorf("connecting to the baseline server: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return 0, fmt.Errorf("baseline JetStream context: %w", err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BASELINE", Subjects: []string{"base.>"},
+		Storage: jetstream.FileStorage}); err != nil {
+		return 0, fmt.Errorf("creating the baseline stream: %w", err)
+	}
+	payloads := make([][]byte, n)
+	for i := range payloads {
+		payloads[i] = replay.Payload(int64(i))
+	}
+	start := time.Now()
+	for _, p := range payloads {
+		if _, err := js.PublishAsync("base.rc", p); err != nil {
+			return 0, fmt.Errorf("baseline publish: %w", err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return 0, fmt.Errorf("baseline publish: %w", ctx.Err())
+	}
+	el := time.Since(start)
+	s, err := js.Stream(ctx, "BASELINE")
+	if err != nil {
+		return 0, fmt.Errorf("baseline stream: %w", err)
+	}
+	if got := s.CachedInfo().State.Msgs; got != uint64(n) {
+		return 0, fmt.Errorf("baseline stored %d of %d", got, n)
+	}
+	return float64(n) / el.Seconds(), nil
+}
+
+// pipelineRun starts `rcwatch run`, samples RECENTCHANGE and the rules
+// consumer until every served event is stored and evaluated, and stops it.
+func pipelineRun(ctx context.Context, cfg Config, dir, url string, replay *ingest.Replay, res *Result) error {
+	port, err := pipeline.FreePort()
+	if err != nil {
+		return err
+	}
+	args := []string{"run", "--data-dir", filepath.Join(dir, "data"), "--nats-port", strconv.Itoa(port),
+		"--source", url, "--enrich=false", "--ops-addr", "", "--log-format", "json", "--log-level", "warn"}
+	if cfg.Workers > 0 {
+		args = append(args, "--workers", strconv.Itoa(cfg.Workers))
+	}
+	if cfg.RulesCopies > 1 {
+		rdir := filepath.Join(dir, "rules")
+		if err := writeRuleCopies(rdir, cfg.RulesCopies-1); err != nil {
+			return err
+		}
+		args = append(args, "--rules", rdir, "--default-pack")
+	}
+	args = append(args, cfg.Args...)
+	cmd := exec.Command(cfg.Binary, args...)
+	cmd.Stdout, cmd.Stderr = cfg.Stderr, cfg.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s run: %w", cfg.Binary, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer stopProcess(cmd, exited)
+
+	nc, js, err := connect(ctx, port, exited)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return sample(ctx, cfg, js, cmd.Process.Pid, replay, exited, res)
+}
+
+func connect(ctx context.Context, port int, exited <-chan error) (*nats.Conn, jetstream.JetStream, error) {
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	for {
+		nc, err := nats.Connect(url, nats.Name("rcwatch-bench"))
+		if err == nil {
+			js, err := jetstream.New(nc)
+			if err != nil {
+				nc.Close()
+				return nil, nil, err
+			}
+			return nc, js, nil
+		}
+		select {
+		case err := <-exited:
+			return nil, nil, fmt.Errorf("rcwatch run exited before NATS was up: %v", err)
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("waiting for rcwatch run's NATS at %s: %w", url, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// sample polls until everything served is stored and evaluated.
+func sample(ctx context.Context, cfg Config, js jetstream.JetStream, pid int, replay *ingest.Replay, exited <-chan error, res *Result) error {
+	t := time.NewTicker(cfg.Poll)
+	defer t.Stop()
+	var (
+		t0, tStored, tEval time.Time
+		lastSeq, ackFloor  uint64
+		lastAdvance        time.Time
+		cpu0               time.Duration
+		nextMem            time.Time
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stored %d, evaluated %d of %d served: %w", lastSeq, ackFloor, replay.Served(), ctx.Err())
+		case err := <-exited:
+			return fmt.Errorf("rcwatch run exited during the measurement: %v", err)
+		case <-t.C:
+		}
+		now := time.Now()
+		seq, err := streamLastSeq(ctx, js)
+		if err != nil || seq == 0 {
+			continue
+		}
+		if t0.IsZero() {
+			t0, lastAdvance, nextMem = now, now, now
+			cpu0, _ = processCPU(pid)
+		}
+		if seq != lastSeq {
+			lastSeq, tStored = seq, now
+		}
+		floor, err := consumerAckFloor(ctx, js)
+		if err != nil {
+			continue
+		}
+		if floor != ackFloor {
+			if gap := now.Sub(lastAdvance); gap > cfg.Stall {
+				res.Stalls = append(res.Stalls, gap)
+			}
+			ackFloor, lastAdvance, tEval = floor, now, now
+		} else if floor >= lastSeq {
+			lastAdvance = now // nothing waits: not a stall
+		}
+		if !now.Before(nextMem) {
+			if rss, err := processRSS(pid); err == nil {
+				res.Memory = append(res.Memory, MemSample{At: now.Sub(t0), RSS: rss})
+			}
+			nextMem = now.Add(cfg.MemEvery)
+		}
+		served := replay.Served()
+		// Done: everything served, the stored count still for a while, all of it evaluated.
+		if served >= int64(cfg.N) && ackFloor >= lastSeq && now.Sub(tStored) > 500*time.Millisecond {
+			if gap := now.Sub(lastAdvance); gap > cfg.Stall && ackFloor < lastSeq {
+				res.Stalls = append(res.Stalls, gap)
+			}
+			cpu1, _ := processCPU(pid)
+			res.Served, res.Stored = int(served), int(lastSeq)
+			res.StoreTime, res.EvalTime = tStored.Sub(t0), tEval.Sub(t0)
+			res.StoredPS = float64(lastSeq) / max(res.StoreTime.Seconds(), cfg.Poll.Seconds())
+			res.EvalPS = float64(lastSeq) / max(res.EvalTime.Seconds(), cfg.Poll.Seconds())
+			res.CPU = cpu1 - cpu0
+			if rss, err := processRSS(pid); err == nil {
+				res.Memory = append(res.Memory, MemSample{At: now.Sub(t0), RSS: rss})
+			}
+			return nil
+		}
+	}
+}
+
+func streamLastSeq(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ictx, pipeline.StreamRecentChange)
+	if err != nil {
+		return 0, err
+	}
+	return s.CachedInfo().State.LastSeq, nil
+}
+
+func consumerAckFloor(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := js.Consumer(ictx, pipeline.StreamRecentChange, "rules")
+	if err != nil {
+		return 0, err
+	}
+	return c.CachedInfo().AckFloor.Stream, nil
+}
+
+// stopProcess sends SIGTERM (the drain a user gets) and kills after 30s.
+func stopProcess(cmd *exec.Cmd, exited <-chan error) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// processCPU is the user+system CPU time of pid (Linux /proc).
+func processCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) start at ") ".
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64) // utime (field 14)
+	st, _ := strconv.ParseInt(f[12], 10, 64) // stime (field 15)
+	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ is 100 on Linux
+}
+
+// processRSS is the resident memory of pid in bytes (Linux /proc).
+func processRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc status")
+}
+
+var ruleID = regexp.MustCompile(`(?m)^(\s*-\s+id:\s*)(\S+)`)
+
+// writeRuleCopies writes the default pack copies times into dir with
+// every rule id prefixed copyK-, for loads with more rules.
+func writeRuleCopies(dir string, copies int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating the rules directory: %w", err)
+	}
+	for k := 1; k <= copies; k++ {
+		for _, f := range pack.Files() {
+			if !strings.HasSuffix(f.Name, ".yaml") {
+				continue
+			}
+			data := ruleID.ReplaceAll(f.Data, []byte(fmt.Sprintf("${1}copy%d-${2}", k)))
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("copy%d-%s", k, f.Name)), data, 0o644); err != nil {
+				return fmt.Errorf("writing rule copy: %w", err)
+			}
+		}
+	}
+	return nil
+}
