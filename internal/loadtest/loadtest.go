@@ -390,8 +390,8 @@ func processCPU(pid int) (time.Duration, error) {
 	if len(f) < 13 {
 		return 0, errors.New("unexpected /proc stat format")
 	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64) // utime (field 14)
-	st, _ := strconv.ParseInt(f[12], 10, 64) // stime (field 15)
+	ut, _ := strconv.ParseInt(f[11], 10, 64)             // utime (field 14)
+	st, _ := strconv.ParseInt(f[12], 10, 64)             // stime (field 15)
 	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ is 100 on Linux
 }
 
