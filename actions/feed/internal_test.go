@@ -1,0 +1,118 @@
+package feed
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rcwatch/rcwatch/event"
+)
+
+func TestBounded(t *testing.T) {
+	b := newBounded[string, int](3)
+	for i, k := range []string{"a", "b", "c"} {
+		_, ev := b.put(k, i)
+		assert.False(t, ev)
+	}
+	old, ev := b.put("d", 3)
+	assert.True(t, ev)
+	assert.Equal(t, 0, old, "the oldest put goes first")
+	_, ok := b.get("a")
+	assert.False(t, ok)
+	b.del("b")
+	// "b" is gone already: its slot frees without evicting a live key.
+	_, ev = b.put("e", 4)
+	assert.False(t, ev)
+	assert.Equal(t, 3, b.len())
+	// A re-put refreshes the age: "c" outlives "d".
+	b.put("c", 22)
+	_, ev = b.put("f", 5)
+	assert.True(t, ev)
+	_, ok = b.get("d")
+	assert.False(t, ok)
+	v, ok := b.get("c")
+	assert.True(t, ok)
+	assert.Equal(t, 22, v)
+	assert.LessOrEqual(t, b.len(), 3)
+}
+
+func TestRing(t *testing.T) {
+	r := newRing(3)
+	t0 := time.Unix(1000, 0)
+	for i := range 5 {
+		r.push(&entry{seq: uint64(10 + i), at: t0.Add(time.Duration(i) * time.Second)})
+	}
+	assert.Equal(t, 3, r.n)
+	assert.Equal(t, uint64(12), r.at(0).seq)
+	assert.Nil(t, r.get(11))
+	assert.Equal(t, uint64(13), r.get(13).seq)
+	assert.Equal(t, 1, r.find(13))
+	assert.Equal(t, 3, r.find(99))
+	assert.Equal(t, 2, r.findTime(t0.Add(3500*time.Millisecond)))
+	assert.Equal(t, 1, r.dropBefore(t0.Add(3*time.Second)))
+	assert.Equal(t, uint64(13), r.at(0).seq)
+}
+
+func TestParseFilterLimits(t *testing.T) {
+	q := map[string][]string{"wiki": {""}}
+	for i := range 40 {
+		q["wiki"] = append(q["wiki"], "w"+string(rune('a'+i%26))+string(rune('a'+i/26)))
+	}
+	_, err := ParseFilter(q)
+	assert.ErrorIs(t, err, ErrInvalidFilter)
+	f, err := ParseFilter(map[string][]string{"wiki": {" enwiki , dewiki,enwiki"}, "score": {"0.5"}})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"enwiki", "dewiki"}, f.Wikis)
+	_, err = ParseFilter(map[string][]string{"score": {"NaN"}})
+	assert.ErrorIs(t, err, ErrInvalidFilter)
+}
+
+// TestSlowClientDropped: a client whose queue is full is dropped, counted,
+// and never waited for.
+func TestSlowClientDropped(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	require.NoError(t, err)
+	f := &Feed{cfg: Config{ClientBuffer: 2, MaxClients: 10}, m: m, clients: map[*client]struct{}{}}
+	slow, _, err := f.subscribe(Filter{})
+	require.NoError(t, err)
+	other, _, err := f.subscribe(Filter{Wikis: []string{"dewiki"}})
+	require.NoError(t, err)
+	a := &event.Alert{ID: "r/1", Event: event.Ref{Wiki: "enwiki"}}
+	f.mu.Lock()
+	for i := range 3 {
+		f.dispatch(outMsg{event: evAlert, seq: uint64(i + 1)}, a)
+	}
+	f.mu.Unlock()
+	select {
+	case <-slow.gone:
+	default:
+		t.Fatal("the slow client was not dropped")
+	}
+	select {
+	case <-other.gone:
+		t.Fatal("a client that matched nothing was dropped")
+	default:
+	}
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.dropped.WithLabelValues("slow")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.clients))
+
+	f.cfg.MaxClients = 1
+	_, _, err = f.subscribe(Filter{})
+	assert.ErrorIs(t, err, errTooManyClients)
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.dropped.WithLabelValues("full")))
+}
+
+func TestConfigValidation(t *testing.T) {
+	_, err := Config{ClaimTTL: 100 * time.Millisecond}.withDefaults()
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = Config{Ring: -1}.withDefaults()
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	c, err := Config{}.withDefaults()
+	require.NoError(t, err)
+	assert.Equal(t, DefaultConfig(), c)
+}
