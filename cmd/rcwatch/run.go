@@ -13,6 +13,7 @@ func newRunCmd() *cobra.Command {
 		irc ircFlags
 		ed  editFlags
 		fd  feedFlags
+		cp  checkpointFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -24,6 +25,9 @@ evaluator always; the IRC worker with --irc-config; the edit worker with --edit-
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			stages := []func(*runtime) (stage, error){in.stage, ev.stage}
+			if cp.File != "" {
+				stages = append([]func(*runtime) (stage, error){cp.stage(&in)}, stages...) // before ingest: it may set --since
+			}
 			if irc.Config != "" {
 				stages = append(stages, irc.stage)
 			}
@@ -44,5 +48,6 @@ evaluator always; the IRC worker with --irc-config; the edit worker with --edit-
 	irc.register(fs, "irc-")
 	ed.register(fs, "edit-")
 	fd.register(fs, "127.0.0.1:8080")
+	cp.register(fs)
 	return cmd
 }
