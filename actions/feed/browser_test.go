@@ -215,6 +215,29 @@ func TestBrowser(t *testing.T) {
 		assert.Zero(t, n, "markup from the wiki became elements")
 	})
 
+	t.Run("keyboard shortcuts, opt-in", func(t *testing.T) {
+		seq, _ := e.alert(t, "enwiki", "Keyboard page")
+		do(t, p1, 10*time.Second, chromedp.WaitVisible(alertSel(seq)))
+		// Off by default: "c" claims nothing.
+		do(t, p1, 5*time.Second, chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`),
+			chromedp.KeyEvent("j"), chromedp.KeyEvent("c"))
+		assert.Equal(t, 1, get(t, p1, chromedp.Evaluate[int](`document.querySelectorAll('li.claimed-on-it').length`)),
+			"only the earlier claim")
+		do(t, p1, 10*time.Second, chromedp.Click(chromedp.CSS(`#shortcuts`)),
+			chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`),
+			chromedp.KeyEvent("j"), chromedp.KeyEvent("c"),
+			chromedp.WaitVisible(chromedp.CSS(string(alertSel(seq))+`.claimed-on-it`)))
+	})
+
+	t.Run("accessible markup", func(t *testing.T) {
+		unlabelled := get(t, p1, chromedp.Evaluate[int](`Array.from(document.querySelectorAll('input, select, button'))
+			.filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.textContent.trim()).length`))
+		assert.Zero(t, unlabelled, "form controls without a label")
+		landmarks := get(t, p1, chromedp.Evaluate[int](`document.querySelectorAll('header, main, footer, [role=search]').length`))
+		assert.Equal(t, 4, landmarks)
+		assert.Equal(t, "en", get(t, p1, chromedp.Evaluate[string](`document.documentElement.lang`)))
+	})
+
 	t.Run("screenshots", func(t *testing.T) {
 		dir := screenshotDir(t)
 		e.alert(t, "dewiki", "Berlin", withUser("~2026-31337-2"), withSeverity(event.SeverityHigh), withScore(0.91),
@@ -236,6 +259,8 @@ func TestBrowser(t *testing.T) {
 		shot("feed-light.png", media("light"))
 		shot("feed-dark.png", media("dark"))
 		shot("feed-phone.png", media("light"), chromedp.EmulateViewport(390, 844))
+		assert.LessOrEqual(t, get(t, p1, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)), 390,
+			"the page scrolls sideways at phone width")
 		t.Logf("screenshots in %s", dir)
 	})
 
