@@ -14,6 +14,7 @@ package toolforge_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,10 +25,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -368,4 +371,147 @@ func scrape(url, name string) float64 {
 		}
 	}
 	return -1
+}
+
+// everyEventRule alerts on every event, so that the alerts show which
+// events were evaluated.
+const everyEventRule = `rules:
+  - id: every-event
+    description: matches every event (test)
+    when: "true"
+    severity: info
+    score: 0
+    actions: [feed]
+    owner: test
+    max_match_rate: 1
+`
+
+// A Toolforge restart: the job's process is SIGKILLed and its container
+// disk (the JetStream store) is gone; the new process resumes from the
+// checkpoint on the tool's home. Every event the source served is
+// evaluated (no gap), and the repeats are counted: the events from the
+// checkpoint's second up to the kill.
+func TestJobRestartFromCheckpoint(t *testing.T) {
+	home := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(home, "bin"), 0o755))
+	bin := filepath.Join(home, "bin", "rcwatch")
+	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/rcwatch").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	ruleFile := filepath.Join(home, "every-event.yaml")
+	require.NoError(t, os.WriteFile(ruleFile, []byte(everyEventRule), 0o644))
+
+	const rate = 250
+	events := fixtures.Unique(t, 1500, "recentchange.editgroups.qs_batch_with_reverts.jsonl")
+	replay := ingest.NewReplay(ingest.ReplayConfig{Events: events, Rate: rate}, zerolog.Nop())
+	gate := make(chan struct{})
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-gate // until the test listens for alerts
+		replay.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	tmp := t.TempDir() // the container's disk
+
+	type run struct {
+		cmd  *exec.Cmd
+		done chan error
+		seen map[string]int // event meta_id → alerts seen
+		mu   sync.Mutex
+	}
+	cmdline := loadJobs(t)[0]["command"].(string)
+	start := func(name string) *run {
+		opsPort, natsPort := freeport.Must(t), freeport.Must(t)
+		cmd := exec.Command("/bin/sh", "-c", "--", cmdline)
+		cmd.Env = append(os.Environ(),
+			"TOOL_DATA_DIR="+home, "HOME="+home, "TMPDIR="+tmp,
+			fmt.Sprintf("RCWATCH_OPS_PORT=%d", opsPort), fmt.Sprintf("RCWATCH_NATS_PORT=%d", natsPort),
+			"RCWATCH_SOURCE="+hs.URL, "RCWATCH_ENRICH=false", "RCWATCH_RULES="+ruleFile,
+			"RCWATCH_CHECKPOINT_INTERVAL=200ms")
+		logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+		require.NoError(t, err)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		require.NoError(t, cmd.Start())
+		r := &run{cmd: cmd, done: make(chan error, 1), seen: map[string]int{}}
+		go func() { r.done <- cmd.Wait() }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			if t.Failed() {
+				b, _ := os.ReadFile(logf.Name())
+				t.Logf("%s log:\n%s", name, b)
+			}
+		})
+		var nc *nats.Conn
+		require.Eventually(t, func() bool {
+			nc, err = nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
+			return err == nil
+		}, 30*time.Second, 20*time.Millisecond, "%s: embedded NATS never listened", name)
+		t.Cleanup(nc.Close)
+		_, err = nc.Subscribe("alert.>", func(m *nats.Msg) {
+			var a struct {
+				Event struct {
+					MetaID string `json:"meta_id"`
+				} `json:"event"`
+			}
+			if json.Unmarshal(m.Data, &a) == nil {
+				r.mu.Lock()
+				r.seen[a.Event.MetaID]++
+				r.mu.Unlock()
+			}
+		})
+		require.NoError(t, err)
+		require.NoError(t, nc.Flush())
+		return r
+	}
+	count := func(r *run) int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.seen)
+	}
+
+	first := start("first")
+	close(gate)
+	require.Eventually(t, func() bool { return count(first) >= 600 }, 60*time.Second, 10*time.Millisecond)
+	require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
+	<-first.done
+	require.NoError(t, os.RemoveAll(filepath.Join(tmp, "rcwatch-jetstream")), "a new container: the store is gone")
+	c, ok, err := pipeline.ReadCheckpoint(filepath.Join(home, "rcwatch", "checkpoint.json"))
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	second := start("second")
+	want := map[string]bool{}
+	for _, e := range events {
+		want[fixtures.MetaID(t, e)] = true
+	}
+	require.Eventually(t, func() bool {
+		first.mu.Lock()
+		second.mu.Lock()
+		defer first.mu.Unlock()
+		defer second.mu.Unlock()
+		for id := range want {
+			if first.seen[id] == 0 && second.seen[id] == 0 {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 50*time.Millisecond, "an event was never evaluated")
+
+	repeated := 0
+	for id := range first.seen {
+		if second.seen[id] > 0 {
+			repeated++
+		}
+	}
+	t.Logf("first run evaluated %d events, second %d; %d evaluated twice (checkpoint resume_from %s)",
+		count(first), count(second), repeated, c.ResumeFrom.Format(time.RFC3339))
+	// The repeats are the events from the checkpoint's second to the kill:
+	// at most the checkpoint interval's and one second's worth, plus the
+	// events in flight.
+	assert.LessOrEqual(t, repeated, rate*2+200)
+	require.NoError(t, second.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-second.done:
+		require.NoError(t, err)
+	case <-time.After(gracePeriod):
+		t.Fatal("no exit within 15 s of SIGTERM")
+	}
 }
