@@ -1,4 +1,4 @@
-package actions
+package edit
 
 import (
 	"bytes"
@@ -12,18 +12,18 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// ErrInvalidEditConfig is wrapped by every edit worker configuration error.
-var ErrInvalidEditConfig = errors.New("invalid edit configuration")
+// ErrInvalidConfig is wrapped by every edit worker configuration error.
+var ErrInvalidConfig = errors.New("invalid edit configuration")
 
 // Edit operations a rule can ask for with "edit:<operation>" in its actions.
 const (
-	EditOpTag    = "tag"
-	EditOpReport = "report"
-	EditOpRevert = "revert"
+	OpTag    = "tag"
+	OpReport = "report"
+	OpRevert = "revert"
 )
 
-// EditConfig is the configuration of the edit worker (docs/EDIT.md).
-type EditConfig struct {
+// Config is the configuration of the edit worker (docs/EDIT.md).
+type Config struct {
 	// Live makes real edits; false (the default) is dry-run: every change
 	// is logged and published to the audit subject, and none is made.
 	Live bool `yaml:"live"`
@@ -60,11 +60,11 @@ type EditConfig struct {
 	AckWait time.Duration `yaml:"ack_wait"`
 	// Wikis maps an alert's wiki (event "wiki", e.g. enwiki) to its settings.
 	// Alerts of other wikis are skipped.
-	Wikis map[string]*WikiEditConfig `yaml:"wikis"`
+	Wikis map[string]*WikiConfig `yaml:"wikis"`
 }
 
-// WikiEditConfig is what the worker may do on one wiki.
-type WikiEditConfig struct {
+// WikiConfig is what the worker may do on one wiki.
+type WikiConfig struct {
 	// APIURL is the wiki's api.php.
 	APIURL string `yaml:"api_url"`
 	// Account is the bot's user name (for {{bots}}, the talk page, the
@@ -91,7 +91,7 @@ type WikiEditConfig struct {
 	// Summary is the edit summary template; placeholders: {op} {rule}
 	// {rule_version} {user} {title} {score} {severity} {marker} {fp_page}.
 	// It must contain {marker} (how a restarted worker recognises its own
-	// edit). Default: see DefaultEditSummary.
+	// edit). Default: see DefaultSummary.
 	Summary string `yaml:"summary"`
 	// FalsePositivePage is where false positives are reported (the {fp_page}
 	// link in summaries); default User talk:<Account>.
@@ -146,16 +146,16 @@ type RevertConfig struct {
 	TrustedUsers []string `yaml:"trusted_users"`
 }
 
-// DefaultEditSummary names the operation, the rule, a marker the worker
+// DefaultSummary names the operation, the rule, a marker the worker
 // finds its own edits by, and where to report a false positive.
-const DefaultEditSummary = "rcwatch {op}: rule {rule} ({marker}). Wrong? Report at [[{fp_page}]]"
+const DefaultSummary = "rcwatch {op}: rule {rule} ({marker}). Wrong? Report at [[{fp_page}]]"
 
 // DefaultReportLine is the default report line.
 const DefaultReportLine = "* {user_link} on [[:{title}]]: rule {rule} (score {score}; {reasons}) {diff} ~~~~~"
 
-// DefaultEditConfig returns the defaults every config starts from.
-func DefaultEditConfig() EditConfig {
-	return EditConfig{
+// DefaultConfig returns the defaults every config starts from.
+func DefaultConfig() Config {
+	return Config{
 		RatePerMinute:      6,
 		MaxHold:            30 * time.Second,
 		KillSwitchInterval: 60 * time.Second,
@@ -170,37 +170,37 @@ func DefaultEditConfig() EditConfig {
 	}
 }
 
-// LoadEditConfig reads a YAML file strictly (unknown keys fail), applies
+// LoadConfig reads a YAML file strictly (unknown keys fail), applies
 // the defaults and validates.
-func LoadEditConfig(file string) (EditConfig, error) {
+func LoadConfig(file string) (Config, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return EditConfig{}, fmt.Errorf("reading edit config %s: %w", file, err)
+		return Config{}, fmt.Errorf("reading edit config %s: %w", file, err)
 	}
-	cfg, err := ParseEditConfig(b)
+	cfg, err := ParseConfig(b)
 	if err != nil {
-		return EditConfig{}, fmt.Errorf("edit config %s: %w", file, err)
+		return Config{}, fmt.Errorf("edit config %s: %w", file, err)
 	}
 	return cfg, nil
 }
 
-// ParseEditConfig decodes YAML over DefaultEditConfig strictly and validates.
-func ParseEditConfig(b []byte) (EditConfig, error) {
-	cfg := DefaultEditConfig()
+// ParseConfig decodes YAML over DefaultConfig strictly and validates.
+func ParseConfig(b []byte) (Config, error) {
+	cfg := DefaultConfig()
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
-		return EditConfig{}, fmt.Errorf("%w: %w", ErrInvalidEditConfig, err)
+		return Config{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if err := cfg.Validate(); err != nil {
-		return EditConfig{}, err
+		return Config{}, err
 	}
 	return cfg, nil
 }
 
 // Validate fills per-wiki defaults and checks the configuration.
-func (c *EditConfig) Validate() error {
-	d := DefaultEditConfig()
+func (c *Config) Validate() error {
+	d := DefaultConfig()
 	if c.RatePerMinute <= 0 {
 		c.RatePerMinute = d.RatePerMinute
 	}
@@ -221,12 +221,12 @@ func (c *EditConfig) Validate() error {
 		c.Workers = d.Workers
 	}
 	if len(c.Wikis) == 0 {
-		return fmt.Errorf("%w: no wikis configured", ErrInvalidEditConfig)
+		return fmt.Errorf("%w: no wikis configured", ErrInvalidConfig)
 	}
 	var errs []error
 	for name, w := range c.Wikis {
 		if w == nil {
-			errs = append(errs, fmt.Errorf("%w: wiki %s: empty", ErrInvalidEditConfig, name))
+			errs = append(errs, fmt.Errorf("%w: wiki %s: empty", ErrInvalidConfig, name))
 			continue
 		}
 		if err := w.validate(c); err != nil {
@@ -236,9 +236,9 @@ func (c *EditConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (w *WikiEditConfig) validate(c *EditConfig) error {
+func (w *WikiConfig) validate(c *Config) error {
 	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidEditConfig}, a...)...)
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, a...)...)
 	}
 	if !strings.HasPrefix(w.APIURL, "http://") && !strings.HasPrefix(w.APIURL, "https://") {
 		return bad("api_url %q is not an http(s) URL", w.APIURL)
@@ -255,7 +255,7 @@ func (w *WikiEditConfig) validate(c *EditConfig) error {
 		return bad("assert %q: want bot or user", w.Assert)
 	}
 	for _, op := range w.Operations {
-		if !slices.Contains([]string{EditOpTag, EditOpReport, EditOpRevert}, op) {
+		if !slices.Contains([]string{OpTag, OpReport, OpRevert}, op) {
 			return bad("unknown operation %q (want tag, report or revert)", op)
 		}
 	}
@@ -273,17 +273,17 @@ func (w *WikiEditConfig) validate(c *EditConfig) error {
 		w.FalsePositivePage = "User talk:" + w.Account
 	}
 	if w.Summary == "" {
-		w.Summary = DefaultEditSummary
+		w.Summary = DefaultSummary
 	}
 	if !strings.Contains(w.Summary, "{marker}") {
 		return bad("summary must contain {marker} (a restarted worker recognises its own edits by it)")
 	}
-	if slices.Contains(w.Operations, EditOpTag) {
+	if slices.Contains(w.Operations, OpTag) {
 		if w.Tag.Template == "" && len(w.Tag.Rules) == 0 {
 			return bad("tag is enabled but tag.template and tag.rules are empty")
 		}
-		for _, t := range append([]string{w.Tag.Template}, editMapValues(w.Tag.Rules)...) {
-			if t != "" && editTemplateName(t) == "" {
+		for _, t := range append([]string{w.Tag.Template}, mapValues(w.Tag.Rules)...) {
+			if t != "" && templateName(t) == "" {
 				return bad("tag template %q does not start with {{Name", t)
 			}
 		}
@@ -301,7 +301,7 @@ func (w *WikiEditConfig) validate(c *EditConfig) error {
 	if w.Tag.Memory <= 0 {
 		w.Tag.Memory = 90 * 24 * time.Hour
 	}
-	if slices.Contains(w.Operations, EditOpReport) && strings.TrimSpace(w.Report.Page) == "" {
+	if slices.Contains(w.Operations, OpReport) && strings.TrimSpace(w.Report.Page) == "" {
 		return bad("report is enabled but report.page is empty")
 	}
 	if w.Report.Line == "" {
@@ -328,9 +328,9 @@ func (w *WikiEditConfig) validate(c *EditConfig) error {
 	return nil
 }
 
-func (w *WikiEditConfig) enabled(op string) bool { return slices.Contains(w.Operations, op) }
+func (w *WikiConfig) enabled(op string) bool { return slices.Contains(w.Operations, op) }
 
-func editMapValues(m map[string]string) []string {
+func mapValues(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for _, v := range m {
 		out = append(out, v)
@@ -338,30 +338,30 @@ func editMapValues(m map[string]string) []string {
 	return out
 }
 
-// EditCredentials authenticate the bot: an OAuth 2 owner-only access token
+// Credentials authenticate the bot: an OAuth 2 owner-only access token
 // (preferred) or a BotPassword secret. They never come from a flag and are
 // never logged or formatted.
-type EditCredentials struct {
+type Credentials struct {
 	oauthToken  string
 	botPassword string
 }
 
 // String never shows a secret.
-func (c EditCredentials) String() string {
+func (c Credentials) String() string {
 	switch {
 	case c.oauthToken != "":
-		return "EditCredentials(oauth2, redacted)"
+		return "Credentials(oauth2, redacted)"
 	case c.botPassword != "":
-		return "EditCredentials(botpassword, redacted)"
+		return "Credentials(botpassword, redacted)"
 	}
-	return "EditCredentials(none)"
+	return "Credentials(none)"
 }
 
 // GoString never shows a secret.
-func (c EditCredentials) GoString() string { return c.String() }
+func (c Credentials) GoString() string { return c.String() }
 
 // Kind is "oauth2", "botpassword" or "" (none).
-func (c EditCredentials) Kind() string {
+func (c Credentials) Kind() string {
 	switch {
 	case c.oauthToken != "":
 		return "oauth2"
@@ -373,16 +373,16 @@ func (c EditCredentials) Kind() string {
 
 // Environment variables the credentials are read from.
 const (
-	EnvEditOAuthToken  = "RCWATCH_EDIT_OAUTH_TOKEN"
-	EnvEditBotPassword = "RCWATCH_EDIT_BOT_PASSWORD"
+	EnvOAuthToken  = "RCWATCH_EDIT_OAUTH_TOKEN"
+	EnvBotPassword = "RCWATCH_EDIT_BOT_PASSWORD"
 )
 
-// LoadEditCredentials reads the credentials: from the files when named (a
+// LoadCredentials reads the credentials: from the files when named (a
 // mounted Kubernetes Secret), else from the environment variables
 // RCWATCH_EDIT_OAUTH_TOKEN and RCWATCH_EDIT_BOT_PASSWORD (getenv is
 // os.Getenv outside tests). The OAuth token wins when both are set. Errors
 // name the source, never the value.
-func LoadEditCredentials(getenv func(string) string, oauthTokenFile, botPasswordFile string) (EditCredentials, error) {
+func LoadCredentials(getenv func(string) string, oauthTokenFile, botPasswordFile string) (Credentials, error) {
 	read := func(file string) (string, error) {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -390,25 +390,25 @@ func LoadEditCredentials(getenv func(string) string, oauthTokenFile, botPassword
 		}
 		v := strings.TrimSpace(string(b))
 		if v == "" {
-			return "", fmt.Errorf("%w: credentials file %s is empty", ErrInvalidEditConfig, file)
+			return "", fmt.Errorf("%w: credentials file %s is empty", ErrInvalidConfig, file)
 		}
 		return v, nil
 	}
-	var c EditCredentials
+	var c Credentials
 	var err error
 	if oauthTokenFile != "" {
 		if c.oauthToken, err = read(oauthTokenFile); err != nil {
-			return EditCredentials{}, err
+			return Credentials{}, err
 		}
 	} else {
-		c.oauthToken = strings.TrimSpace(getenv(EnvEditOAuthToken))
+		c.oauthToken = strings.TrimSpace(getenv(EnvOAuthToken))
 	}
 	if botPasswordFile != "" {
 		if c.botPassword, err = read(botPasswordFile); err != nil {
-			return EditCredentials{}, err
+			return Credentials{}, err
 		}
 	} else {
-		c.botPassword = strings.TrimSpace(getenv(EnvEditBotPassword))
+		c.botPassword = strings.TrimSpace(getenv(EnvBotPassword))
 	}
 	return c, nil
 }

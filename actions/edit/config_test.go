@@ -1,4 +1,4 @@
-package actions
+package edit
 
 import (
 	"os"
@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestLoadEditConfigExample(t *testing.T) {
-	cfg, err := LoadEditConfig(filepath.Join("..", "deploy", "examples", "edit.yaml"))
+func TestLoadConfigExample(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join("..", "..", "deploy", "examples", "edit.yaml"))
 	require.NoError(t, err)
 	assert.False(t, cfg.Live, "the example is dry-run")
 	assert.Equal(t, 6.0, cfg.RatePerMinute)
@@ -21,11 +21,11 @@ func TestLoadEditConfigExample(t *testing.T) {
 	assert.Equal(t, "User:ExampleBot/Run", wc.KillSwitchPage)
 	assert.True(t, *wc.TalkPageStop)
 	assert.Equal(t, 24*time.Hour, cfg.RevertMemory)
-	assert.Equal(t, "Dead link", editTemplateName(wc.Tag.Rules["dead-link-no-archive"]))
+	assert.Equal(t, "Dead link", templateName(wc.Tag.Rules["citation-dead-no-archive"]))
 }
 
-func TestParseEditConfigDefaults(t *testing.T) {
-	cfg, err := ParseEditConfig([]byte(`
+func TestParseConfigDefaults(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
 wikis:
   testwiki:
     api_url: http://127.0.0.1:1/api.php
@@ -45,10 +45,10 @@ wikis:
 	assert.Equal(t, "auto", wc.Revert.Method)
 	assert.True(t, *wc.Revert.MarkBot)
 	assert.Contains(t, wc.Revert.TrustedGroups, "sysop")
-	assert.Equal(t, DefaultEditSummary, wc.Summary)
+	assert.Equal(t, DefaultSummary, wc.Summary)
 }
 
-func TestParseEditConfigErrors(t *testing.T) {
+func TestParseConfigErrors(t *testing.T) {
 	base := "wikis:\n  w:\n    api_url: http://x/api.php\n    account: B\n"
 	tests := []struct {
 		name, yaml, want string
@@ -68,20 +68,20 @@ func TestParseEditConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseEditConfig([]byte(tt.yaml))
+			_, err := ParseConfig([]byte(tt.yaml))
 			require.Error(t, err)
-			assert.ErrorIs(t, err, ErrInvalidEditConfig)
+			assert.ErrorIs(t, err, ErrInvalidConfig)
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
 }
 
-func TestLoadEditCredentials(t *testing.T) {
+func TestLoadCredentials(t *testing.T) {
 	const secret = "0123456789abcdef0123456789abcdef"
-	env := map[string]string{EnvEditBotPassword: secret + "\n"}
+	env := map[string]string{EnvBotPassword: secret + "\n"}
 	getenv := func(k string) string { return env[k] }
 
-	c, err := LoadEditCredentials(getenv, "", "")
+	c, err := LoadCredentials(getenv, "", "")
 	require.NoError(t, err)
 	assert.Equal(t, "botpassword", c.Kind())
 	for _, s := range []string{c.String(), c.GoString()} {
@@ -91,7 +91,7 @@ func TestLoadEditCredentials(t *testing.T) {
 	dir := t.TempDir()
 	tok := filepath.Join(dir, "oauth-token")
 	require.NoError(t, os.WriteFile(tok, []byte("tok-SECRET-value\n"), 0o600))
-	c, err = LoadEditCredentials(getenv, tok, "")
+	c, err = LoadCredentials(getenv, tok, "")
 	require.NoError(t, err)
 	assert.Equal(t, "oauth2", c.Kind(), "the OAuth token wins")
 	assert.Equal(t, "tok-SECRET-value", c.oauthToken)
@@ -99,12 +99,12 @@ func TestLoadEditCredentials(t *testing.T) {
 
 	empty := filepath.Join(dir, "empty")
 	require.NoError(t, os.WriteFile(empty, nil, 0o600))
-	_, err = LoadEditCredentials(getenv, "", empty)
-	require.ErrorIs(t, err, ErrInvalidEditConfig)
-	_, err = LoadEditCredentials(getenv, filepath.Join(dir, "missing"), "")
+	_, err = LoadCredentials(getenv, "", empty)
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = LoadCredentials(getenv, filepath.Join(dir, "missing"), "")
 	require.Error(t, err)
 
-	c, err = LoadEditCredentials(func(string) string { return "" }, "", "")
+	c, err = LoadCredentials(func(string) string { return "" }, "", "")
 	require.NoError(t, err)
 	assert.Equal(t, "", c.Kind())
 }

@@ -1,4 +1,4 @@
-package actions
+package edit
 
 import (
 	"bytes"
@@ -31,10 +31,10 @@ import (
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
-// editWikiSettings is a knob of the test wiki: while the file botrollback
+// wikiSettings is a knob of the test wiki: while the file botrollback
 // exists in the wiki's directory, the bot group has the rollback right (so
 // one wiki serves both the undo and the rollback path).
-const editWikiSettings = `
+const wikiSettings = `
 if (is_readable(__DIR__ . '/botrollback')) { $wgGroupPermissions['bot']['rollback'] = true; }
 `
 
@@ -54,9 +54,7 @@ func (s *logSink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.buf.Write(p)
-	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		s.lines = append(s.lines, l)
-	}
+	s.lines = append(s.lines, strings.Split(strings.TrimRight(string(p), "\n"), "\n")...)
 	close(s.wake)
 	s.wake = make(chan struct{})
 	return len(p), nil
@@ -128,27 +126,27 @@ type shiftClock struct{ off atomic.Int64 }
 func (c *shiftClock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *shiftClock) advance(d time.Duration) { c.off.Add(int64(d)) }
 
-// editEnv is one subtest's world: the package's wiki, a fresh NATS server,
+// testEnv is one subtest's world: the package's wiki, a fresh NATS server,
 // an audit subscription and the captured logs.
-type editEnv struct {
+type testEnv struct {
 	t      *testing.T
 	w      *mwtest.Wiki
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	srv    *natstest.Server
 	logs   *logSink
-	audits chan EditAudit
+	audits chan Audit
 	clock  *shiftClock
 	seq    int
 }
 
-func newEditEnv(t *testing.T, w *mwtest.Wiki, logs *logSink) *editEnv {
+func newTestEnv(t *testing.T, w *mwtest.Wiki, logs *logSink) *testEnv {
 	t.Helper()
 	srv := natstest.Start(t)
 	nc, js := srv.Connect(t)
-	e := &editEnv{t: t, w: w, nc: nc, js: js, srv: srv, logs: logs, audits: make(chan EditAudit, 256), clock: &shiftClock{}}
+	e := &testEnv{t: t, w: w, nc: nc, js: js, srv: srv, logs: logs, audits: make(chan Audit, 256), clock: &shiftClock{}}
 	sub, err := nc.Subscribe("audit.edit.>", func(m *nats.Msg) {
-		var a EditAudit
+		var a Audit
 		if json.Unmarshal(m.Data, &a) == nil {
 			e.audits <- a
 		}
@@ -159,8 +157,8 @@ func newEditEnv(t *testing.T, w *mwtest.Wiki, logs *logSink) *editEnv {
 }
 
 // config is a live config for the test wiki with quick intervals.
-func (e *editEnv) config(live bool) EditConfig {
-	cfg := DefaultEditConfig()
+func (e *testEnv) config(live bool) Config {
+	cfg := DefaultConfig()
 	cfg.Live = live
 	cfg.RatePerMinute = 6000 // 10 ms: tests that measure the budget set their own
 	cfg.KillSwitchInterval = time.Millisecond
@@ -169,10 +167,10 @@ func (e *editEnv) config(live bool) EditConfig {
 	cfg.ReadOnlyWait = 500 * time.Millisecond
 	cfg.ErrorWait = 500 * time.Millisecond
 	cfg.AckWait = 10 * time.Second
-	cfg.Wikis = map[string]*WikiEditConfig{testWikiID: {
+	cfg.Wikis = map[string]*WikiConfig{testWikiID: {
 		APIURL: e.w.APIURL, Account: e.w.Bot.Name, AppID: e.w.Bot.AppID,
 		UserAgent:  "rcwatch-test (edit worker tests)",
-		Operations: []string{EditOpTag, EditOpReport, EditOpRevert},
+		Operations: []string{OpTag, OpReport, OpRevert},
 		Tag:        TagConfig{Template: "{{Update|date={month} {year}}}"},
 		Report:     ReportConfig{Page: "Project:Vandalism reports"},
 		Revert:     RevertConfig{TrustedGroups: []string{"sysop"}},
@@ -180,21 +178,23 @@ func (e *editEnv) config(live bool) EditConfig {
 	return cfg
 }
 
-func (e *editEnv) creds() EditCredentials { return EditCredentials{botPassword: e.w.Bot.Secret} }
+func (e *testEnv) creds() Credentials { return Credentials{botPassword: e.w.Bot.Secret} }
 
 // start runs a worker until the subtest ends; it returns the worker and
 // its registry.
-func (e *editEnv) start(cfg EditConfig, factory ClientFactory, js jetstream.JetStream, name string) (*EditWorker, *prometheus.Registry) {
+func (e *testEnv) start(cfg Config, factory ClientFactory, js jetstream.JetStream, name string) (*Worker, *prometheus.Registry) {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
 	log := zerolog.New(e.logs).With().Str("replica", name).Timestamp().Logger()
 	if factory == nil {
-		factory = NewEditClientFactory(e.creds(), mediawiki.NewMetrics(reg), log)
+		mw, err := mediawiki.NewMetrics(reg)
+		require.NoError(e.t, err)
+		factory = NewClientFactory(e.creds(), mw, log)
 	}
 	if js == nil {
 		js = e.js
 	}
-	w, err := NewEditWorker(js, cfg, factory, reg, log, e.clock.now, WithDeliverAll())
+	w, err := New(pipeline.Deps{JS: js, Reg: reg, Log: log, Now: e.clock.now}, cfg, factory, WithDeliverAll())
 	require.NoError(e.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -212,7 +212,7 @@ func (e *editEnv) start(cfg EditConfig, factory ClientFactory, js jetstream.JetS
 }
 
 // alert builds an alert on the test wiki asking for ops.
-func (e *editEnv) alert(title, user string, oldRev, newRev int64, ops ...string) event.Alert {
+func (e *testEnv) alert(title, user string, oldRev, newRev int64, ops ...string) event.Alert {
 	e.seq++
 	acts := make([]string, len(ops))
 	for i, op := range ops {
@@ -228,7 +228,7 @@ func (e *editEnv) alert(title, user string, oldRev, newRev int64, ops ...string)
 	}
 }
 
-func (e *editEnv) publish(a event.Alert, msgID string) {
+func (e *testEnv) publish(a event.Alert, msgID string) {
 	e.t.Helper()
 	b, err := json.Marshal(a)
 	require.NoError(e.t, err)
@@ -245,9 +245,9 @@ func (e *editEnv) publish(a event.Alert, msgID string) {
 }
 
 // awaitAudits waits for n audit records.
-func (e *editEnv) awaitAudits(n int, timeout time.Duration) []EditAudit {
+func (e *testEnv) awaitAudits(n int, timeout time.Duration) []Audit {
 	e.t.Helper()
-	var out []EditAudit
+	var out []Audit
 	deadline := time.After(timeout)
 	for len(out) < n {
 		select {
@@ -343,11 +343,11 @@ func counterSum(reg *prometheus.Registry, name string, labels map[string]string)
 	return total
 }
 
-// TestEditWorkerWiki runs the edit worker against one real MediaWiki (shared
+// TestWorkerWiki runs the edit worker against one real MediaWiki (shared
 // by the subtests, which run in order: the kill switch and talk page are
 // per wiki) and a fresh embedded NATS per subtest.
-func TestEditWorkerWiki(t *testing.T) {
-	w := mwtest.Start(t, mwtest.Options{ExtraSettings: editWikiSettings})
+func TestWorkerWiki(t *testing.T) {
+	w := mwtest.Start(t, mwtest.Options{ExtraSettings: wikiSettings})
 	logs := newLogSink()
 	w.Edit(t, w.Admin, "User:TestBot/Run", "true", "kill switch on")
 	t.Cleanup(func() {
@@ -357,32 +357,32 @@ func TestEditWorkerWiki(t *testing.T) {
 		assert.NotContains(t, all, w.Bot.Secret, "the BotPassword secret is in the logs")
 	})
 
-	t.Run("operations", func(t *testing.T) { testEditOperations(t, w, logs) })
-	t.Run("rollback", func(t *testing.T) { testEditRollback(t, w, logs) })
-	t.Run("stops", func(t *testing.T) { testEditStops(t, w, logs) })
-	t.Run("kill switch interval", func(t *testing.T) { testEditKillSwitchInterval(t, w, logs) })
-	t.Run("revert memory", func(t *testing.T) { testEditRevertMemory(t, w, logs) })
-	t.Run("maxlag", func(t *testing.T) { testEditMaxLag(t, w, logs) })
-	t.Run("readonly", func(t *testing.T) { testEditReadOnly(t, w, logs) })
-	t.Run("stale token", func(t *testing.T) { testEditStaleToken(t, w, logs) })
-	t.Run("edit conflict", func(t *testing.T) { testEditConflict(t, w, logs) })
-	t.Run("crash after edit", func(t *testing.T) { testEditCrashAfterEdit(t, w, logs) })
-	t.Run("dry run", func(t *testing.T) { testEditDryRun(t, w, logs) })
-	t.Run("replicas share the budget", func(t *testing.T) { testEditReplicas(t, w, logs) })
+	t.Run("operations", func(t *testing.T) { testOperations(t, w, logs) })
+	t.Run("rollback", func(t *testing.T) { testRollback(t, w, logs) })
+	t.Run("stops", func(t *testing.T) { testStops(t, w, logs) })
+	t.Run("kill switch interval", func(t *testing.T) { testKillSwitchInterval(t, w, logs) })
+	t.Run("revert memory", func(t *testing.T) { testRevertMemory(t, w, logs) })
+	t.Run("maxlag", func(t *testing.T) { testMaxLag(t, w, logs) })
+	t.Run("readonly", func(t *testing.T) { testReadOnly(t, w, logs) })
+	t.Run("stale token", func(t *testing.T) { testStaleToken(t, w, logs) })
+	t.Run("edit conflict", func(t *testing.T) { testConflict(t, w, logs) })
+	t.Run("crash after edit", func(t *testing.T) { testCrashAfterEdit(t, w, logs) })
+	t.Run("dry run", func(t *testing.T) { testDryRun(t, w, logs) })
+	t.Run("replicas share the budget", func(t *testing.T) { testReplicas(t, w, logs) })
 }
 
 // Item 1: each operation makes its change, visible in history and recent
 // changes with the bot flag and the summary.
-func testEditOperations(t *testing.T, w *mwtest.Wiki, logs *logSink) {
-	e := newEditEnv(t, w, logs)
+func testOperations(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Ops tag target", "Article text.\n\n== Section ==\nMore.", "create")
 	base := w.Edit(t, w.Admin, "Ops revert target", "Good text.", "create")
 	bad := w.Edit(t, w.Other, "Ops revert target", "Good text. VANDALISM VANDALISM", "vandalism")
 	_, reg := e.start(e.config(true), nil, nil, "r1")
 
-	tagA := e.alert("Ops tag target", "Other User", 0, 0, EditOpTag)
-	repA := e.alert("Ops revert target", "Other User", base, bad, EditOpReport)
-	revA := e.alert("Ops revert target", "Other User", base, bad, EditOpRevert)
+	tagA := e.alert("Ops tag target", "Other User", 0, 0, OpTag)
+	repA := e.alert("Ops revert target", "Other User", base, bad, OpReport)
+	revA := e.alert("Ops revert target", "Other User", base, bad, OpRevert)
 	for _, a := range []event.Alert{tagA, repA, revA} {
 		e.publish(a, "")
 	}
@@ -398,7 +398,7 @@ func testEditOperations(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	revs := botRevs(t, w, "Ops tag target")
 	require.Len(t, revs, 1)
 	assert.Contains(t, revs[0].Comment, "rule test-rule")
-	assert.Contains(t, revs[0].Comment, editMarker(tagA.ID, EditOpTag))
+	assert.Contains(t, revs[0].Comment, marker(tagA.ID, OpTag))
 	assert.Contains(t, revs[0].Comment, "[[User talk:TestBot]]", "false-positive link")
 	rc := rcOf(t, w, revs[0].RevID)
 	assert.True(t, rc.Bot, "the tag edit is flagged bot in recent changes")
@@ -421,13 +421,13 @@ func testEditOperations(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	assert.Contains(t, vrevs[0].Comment, "rcwatch revert")
 	vrc := rcOf(t, w, vrevs[0].RevID)
 	assert.True(t, vrc.Bot)
-	assert.Contains(t, vrc.Comment, editMarker(revA.ID, EditOpRevert))
+	assert.Contains(t, vrc.Comment, marker(revA.ID, OpRevert))
 
 	// A second tag alert for the same page, a second report for the same
 	// user and page: never twice. Even with the template removed by a human.
 	w.Edit(t, w.Admin, "Ops tag target", "Article text.\n\n== Section ==\nMore.", "remove the tag")
-	e.publish(e.alert("Ops tag target", "Other User", 0, 0, EditOpTag), "")
-	e.publish(e.alert("Ops revert target", "Other User", base, bad, EditOpReport), "")
+	e.publish(e.alert("Ops tag target", "Other User", 0, 0, OpTag), "")
+	e.publish(e.alert("Ops revert target", "Other User", base, bad, OpReport), "")
 	for _, a := range e.awaitAudits(2, 30*time.Second) {
 		assert.Equal(t, "skipped", a.Result)
 		assert.Equal(t, SkipAlreadyDone, a.Reason)
@@ -439,16 +439,16 @@ func testEditOperations(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 }
 
 // The rollback path: with the rollback right the bot rolls back (marked bot).
-func testEditRollback(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testRollback(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	knob := filepath.Join(w.Dir, "botrollback")
 	require.NoError(t, os.WriteFile(knob, []byte("1"), 0o644))
 	t.Cleanup(func() { _ = os.Remove(knob) })
-	e := newEditEnv(t, w, logs)
+	e := newTestEnv(t, w, logs)
 	base := w.Edit(t, w.Admin, "Rollback target", "Fine text.", "create")
 	w.Edit(t, w.Other, "Rollback target", "Fine text. junk one", "vandalism 1")
 	bad := w.Edit(t, w.Other, "Rollback target", "Fine text. junk one junk two", "vandalism 2")
 	e.start(e.config(true), nil, nil, "r1")
-	e.publish(e.alert("Rollback target", "Other User", base, bad, EditOpRevert), "")
+	e.publish(e.alert("Rollback target", "Other User", base, bad, OpRevert), "")
 	a := e.awaitAudits(1, 30*time.Second)[0]
 	require.Equal(t, "edited", a.Result, "%+v", a)
 	assert.Equal(t, "rollback", a.Method)
@@ -463,8 +463,8 @@ func testEditRollback(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 // Item 2: nobots, the kill switch, a talk-page message and a trusted user
 // each stop the edit, with the reason logged and counted.
-func testEditStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
-	e := newEditEnv(t, w, logs)
+func testStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Stops nobots", "{{nobots}}\nText.", "create")
 	w.Edit(t, w.Admin, "Stops deny", "{{bots|deny=TestBot}}\nText.", "create")
 	w.Edit(t, w.Admin, "Stops allow others", "{{bots|allow=OtherBot}}\nText.", "create")
@@ -476,7 +476,7 @@ func testEditStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 	for _, title := range []string{"Stops nobots", "Stops deny", "Stops allow others"} {
 		mark := logs.len()
-		e.publish(e.alert(title, "Other User", 0, 0, EditOpTag), "")
+		e.publish(e.alert(title, "Other User", 0, 0, OpTag), "")
 		a := e.awaitAudits(1, 30*time.Second)[0]
 		assert.Equal(t, SkipNoBots, a.Reason, title)
 		logs.await(t, mark, 5*time.Second, `"reason":"nobots"`, "edit skipped", title)
@@ -484,7 +484,7 @@ func testEditStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	assert.Equal(t, 3.0, skippedCount(reg, SkipNoBots))
 
 	// Trusted user (sysop): never reverted.
-	e.publish(e.alert("Stops trusted", "Admin", trustedBase, trustedRev, EditOpRevert), "")
+	e.publish(e.alert("Stops trusted", "Admin", trustedBase, trustedRev, OpRevert), "")
 	a := e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, SkipTrusted, a.Reason)
 	assert.Equal(t, 1.0, skippedCount(reg, SkipTrusted))
@@ -492,7 +492,7 @@ func testEditStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	// Kill switch set to false.
 	w.Edit(t, w.Admin, "User:TestBot/Run", "false", "stop")
 	mark := logs.len()
-	e.publish(e.alert("Stops plain", "Other User", 0, 0, EditOpTag), "")
+	e.publish(e.alert("Stops plain", "Other User", 0, 0, OpTag), "")
 	a = e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, SkipKillSwitch, a.Reason)
 	logs.await(t, mark, 5*time.Second, `"reason":"killswitch"`, `User:TestBot/Run reads \"false\"`)
@@ -501,11 +501,11 @@ func testEditStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 	// A message on the bot's talk page stops editing until reset.
 	w.Edit(t, w.Other, "User talk:TestBot", "== Hello ==\nPlease stop. ~~~~", "message")
-	e.publish(e.alert("Stops plain", "Other User", 0, 0, EditOpTag), "")
+	e.publish(e.alert("Stops plain", "Other User", 0, 0, OpTag), "")
 	a = e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, SkipTalkPage, a.Reason)
 	assert.Contains(t, a.Detail, "Other User")
-	e.publish(e.alert("Stops plain", "Other User", 0, 0, EditOpTag), "")
+	e.publish(e.alert("Stops plain", "Other User", 0, 0, OpTag), "")
 	a = e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, SkipTalkPage, a.Reason, "the stop holds until an operator resets it")
 	assert.Equal(t, 2.0, skippedCount(reg, SkipTalkPage))
@@ -513,18 +513,18 @@ func testEditStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 	kv, err := e.js.KeyValue(context.Background(), pipeline.BucketActions)
 	require.NoError(t, err)
-	c, err := NewEditClientFactory(e.creds(), nil, zerolog.New(logs))(testWikiID, e.config(true).Wikis[testWikiID])
+	c, err := NewClientFactory(e.creds(), nil, zerolog.New(logs))(testWikiID, e.config(true).Wikis[testWikiID])
 	require.NoError(t, err)
 	require.NoError(t, ResetTalkStop(context.Background(), kv, c, testWikiID, "TestBot", time.Now()))
-	e.publish(e.alert("Stops plain", "Other User", 0, 0, EditOpTag), "")
+	e.publish(e.alert("Stops plain", "Other User", 0, 0, OpTag), "")
 	a = e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, "edited", a.Result, "%+v", a)
 }
 
 // The kill switch is read before the first edit and then at most every
 // kill_switch_interval, by the worker's clock.
-func testEditKillSwitchInterval(t *testing.T, w *mwtest.Wiki, logs *logSink) {
-	e := newEditEnv(t, w, logs)
+func testKillSwitchInterval(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newTestEnv(t, w, logs)
 	for _, p := range []string{"Interval one", "Interval two", "Interval three"} {
 		w.Edit(t, w.Admin, p, "Text.", "create")
 	}
@@ -533,15 +533,15 @@ func testEditKillSwitchInterval(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	_, reg := e.start(cfg, nil, nil, "r1")
 	t.Cleanup(func() { w.Edit(t, w.Admin, "User:TestBot/Run", "true", "on again") })
 
-	e.publish(e.alert("Interval one", "Other User", 0, 0, EditOpTag), "")
+	e.publish(e.alert("Interval one", "Other User", 0, 0, OpTag), "")
 	require.Equal(t, "edited", e.awaitAudits(1, 30*time.Second)[0].Result)
 	w.Edit(t, w.Admin, "User:TestBot/Run", "false", "stop")
 	// Within the minute the switch is not read again.
-	e.publish(e.alert("Interval two", "Other User", 0, 0, EditOpTag), "")
+	e.publish(e.alert("Interval two", "Other User", 0, 0, OpTag), "")
 	require.Equal(t, "edited", e.awaitAudits(1, 30*time.Second)[0].Result)
 	// 61 s later (worker clock) it is, and editing stops.
 	e.clock.advance(61 * time.Second)
-	e.publish(e.alert("Interval three", "Other User", 0, 0, EditOpTag), "")
+	e.publish(e.alert("Interval three", "Other User", 0, 0, OpTag), "")
 	a := e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, SkipKillSwitch, a.Reason)
 	assert.Equal(t, 1.0, skippedCount(reg, SkipKillSwitch))
@@ -549,12 +549,12 @@ func testEditKillSwitchInterval(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 }
 
 // Item 2: the 24-hour revert memory, across replicas (KV) and in time.
-func testEditRevertMemory(t *testing.T, w *mwtest.Wiki, logs *logSink) {
-	e := newEditEnv(t, w, logs)
+func testRevertMemory(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newTestEnv(t, w, logs)
 	base := w.Edit(t, w.Admin, "Memory target", "Stable.", "create")
 	bad := w.Edit(t, w.Other, "Memory target", "Stable. spam", "spam")
 	_, reg1 := e.start(e.config(true), nil, nil, "r1")
-	e.publish(e.alert("Memory target", "Other User", base, bad, EditOpRevert), "")
+	e.publish(e.alert("Memory target", "Other User", base, bad, OpRevert), "")
 	require.Equal(t, "edited", e.awaitAudits(1, 30*time.Second)[0].Result)
 
 	// The user vandalises again; a second replica gets the alert: 1RR.
@@ -563,7 +563,7 @@ func testEditRevertMemory(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	top := w.PageHistory(t, "Memory target")[0].RevID
 	bad2 := w.Edit(t, w.Other, "Memory target", "Stable. spam again", "spam again")
 	mark := logs.len()
-	e.publish(e.alert("Memory target", "Other User", top, bad2, EditOpRevert), "")
+	e.publish(e.alert("Memory target", "Other User", top, bad2, OpRevert), "")
 	a := e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, Skip1RR, a.Reason)
 	logs.await(t, mark, 5*time.Second, `"reason":"1rr"`)
@@ -573,7 +573,7 @@ func testEditRevertMemory(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 	// 25 hours later the pair may be reverted again.
 	e.clock.advance(25 * time.Hour)
-	e.publish(e.alert("Memory target", "Other User", top, bad2, EditOpRevert), "")
+	e.publish(e.alert("Memory target", "Other User", top, bad2, OpRevert), "")
 	a = e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, "edited", a.Result, "%+v", a)
 	text, _ = w.PageText(t, "Memory target")
@@ -583,15 +583,15 @@ func testEditRevertMemory(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 // Item 3: maxlag (the testbed's lag knob): the alert waits as told and is
 // edited once when the lag is gone; the shared budget slows down.
-func testEditMaxLag(t *testing.T, w *mwtest.Wiki, logs *logSink) {
-	e := newEditEnv(t, w, logs)
+func testMaxLag(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Lag target", "Text.", "create")
 	_, reg := e.start(e.config(true), nil, nil, "r1")
 	w.SetLag(t, 7)
 	t.Cleanup(func() { w.SetLag(t, 0) })
 	mark := logs.len()
 	start := time.Now()
-	e.publish(e.alert("Lag target", "Other User", 0, 0, EditOpTag), "")
+	e.publish(e.alert("Lag target", "Other User", 0, 0, OpTag), "")
 	line := logs.await(t, mark, 30*time.Second, "the wiki asked to back off", `"code":"maxlag"`)
 	assert.EqualValues(t, 5000, line["retry_in"], "Retry-After is honoured (ms)")
 	w.SetLag(t, 0)
@@ -605,14 +605,14 @@ func testEditMaxLag(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 }
 
 // Item 3: a read-only wiki: retried, edited once when writable.
-func testEditReadOnly(t *testing.T, w *mwtest.Wiki, logs *logSink) {
-	e := newEditEnv(t, w, logs)
+func testReadOnly(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Readonly target", "Text.", "create")
 	_, reg := e.start(e.config(true), nil, nil, "r1")
 	w.SetReadOnly(t, true)
 	t.Cleanup(func() { w.SetReadOnly(t, false) })
 	mark := logs.len()
-	e.publish(e.alert("Readonly target", "Other User", 0, 0, EditOpTag), "")
+	e.publish(e.alert("Readonly target", "Other User", 0, 0, OpTag), "")
 	logs.await(t, mark, 30*time.Second, "the wiki is read-only")
 	w.SetReadOnly(t, false)
 	a := e.awaitAudits(1, 30*time.Second)[0]
@@ -623,13 +623,14 @@ func testEditReadOnly(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 // Item 3: a stale CSRF token (the session was replaced by a new login):
 // refreshed once, the edit made once.
-func testEditStaleToken(t *testing.T, w *mwtest.Wiki, logs *logSink) {
-	e := newEditEnv(t, w, logs)
+func testStaleToken(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Token target", "Text.", "create")
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
 	mreg := prometheus.NewRegistry()
-	mm := mediawiki.NewMetrics(mreg)
+	mm, err := mediawiki.NewMetrics(mreg)
+	require.NoError(t, err)
 	log := zerolog.New(logs)
 	cfg := mediawiki.Config{APIURL: w.APIURL, Auth: mediawiki.BotPassword{User: w.Bot.Name, AppID: w.Bot.AppID, Secret: w.Bot.Secret},
 		HTTPClient: &http.Client{Jar: jar, Timeout: 30 * time.Second}, MaxWait: -1, Metrics: mm}
@@ -643,8 +644,8 @@ func testEditStaleToken(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	require.NoError(t, err)
 	require.NoError(t, other.Login(ctx))
 
-	e.start(e.config(true), func(string, *WikiEditConfig) (*mediawiki.Client, error) { return client, nil }, nil, "r1")
-	e.publish(e.alert("Token target", "Other User", 0, 0, EditOpTag), "")
+	e.start(e.config(true), func(string, *WikiConfig) (*mediawiki.Client, error) { return client, nil }, nil, "r1")
+	e.publish(e.alert("Token target", "Other User", 0, 0, OpTag), "")
 	a := e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, "edited", a.Result, "%+v", a)
 	assert.Len(t, botRevs(t, w, "Token target"), 1)
@@ -655,15 +656,15 @@ func testEditStaleToken(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 // Item 3: another user edits the page between the decision and the write:
 // the worker reads again and decides again, keeping the other user's change.
-func testEditConflict(t *testing.T, w *mwtest.Wiki, logs *logSink) {
-	e := newEditEnv(t, w, logs)
+func testConflict(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Conflict target", "First line.\nSecond line.", "create")
 	worker, reg := e.start(e.config(true), nil, nil, "r1")
 	var once sync.Once
 	worker.beforeEdit = func(op, title string) {
 		once.Do(func() { w.Edit(t, w.Other, title, "Rewritten first line.\nSecond line.", "concurrent change") })
 	}
-	e.publish(e.alert("Conflict target", "Other User", 0, 0, EditOpTag), "")
+	e.publish(e.alert("Conflict target", "Other User", 0, 0, OpTag), "")
 	a := e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, "edited", a.Result, "%+v", a)
 	text, _ := w.PageText(t, "Conflict target")
@@ -676,14 +677,14 @@ func testEditConflict(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 // Exactly one edit per alert when the worker died after the edit and before
 // recording it: the redelivered alert finds the change on the page.
-func testEditCrashAfterEdit(t *testing.T, w *mwtest.Wiki, logs *logSink) {
-	e := newEditEnv(t, w, logs)
+func testCrashAfterEdit(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Crash tag", "Text.", "create")
 	base := w.Edit(t, w.Admin, "Crash revert", "Text.", "create")
 	bad := w.Edit(t, w.Other, "Crash revert", "Text. junk", "junk")
 	_, reg := e.start(e.config(true), nil, nil, "r1")
-	tagA := e.alert("Crash tag", "Other User", 0, 0, EditOpTag)
-	revA := e.alert("Crash revert", "Other User", base, bad, EditOpRevert)
+	tagA := e.alert("Crash tag", "Other User", 0, 0, OpTag)
+	revA := e.alert("Crash revert", "Other User", base, bad, OpRevert)
 	e.publish(tagA, "")
 	e.publish(revA, "")
 	for _, a := range e.awaitAudits(2, 30*time.Second) {
@@ -711,29 +712,29 @@ func testEditCrashAfterEdit(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 }
 
 // Item 5: dry-run makes no edit at all, and audits the exact change.
-func testEditDryRun(t *testing.T, w *mwtest.Wiki, logs *logSink) {
-	e := newEditEnv(t, w, logs)
+func testDryRun(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Dry tag", "Dry text.", "create")
 	base := w.Edit(t, w.Admin, "Dry revert", "Dry good.", "create")
 	bad := w.Edit(t, w.Other, "Dry revert", "Dry good. bad", "bad")
 	before := w.RecentChanges(t)
 	_, reg := e.start(e.config(false), nil, nil, "dry")
-	e.publish(e.alert("Dry tag", "Other User", 0, 0, EditOpTag, EditOpReport), "")
-	e.publish(e.alert("Dry revert", "Other User", base, bad, EditOpRevert), "")
+	e.publish(e.alert("Dry tag", "Other User", 0, 0, OpTag, OpReport), "")
+	e.publish(e.alert("Dry revert", "Other User", base, bad, OpRevert), "")
 	audits := e.awaitAudits(3, 30*time.Second)
-	byOp := map[string]EditAudit{}
+	byOp := map[string]Audit{}
 	for _, a := range audits {
 		assert.Equal(t, "would_edit", a.Result, "%+v", a)
 		assert.True(t, a.DryRun)
 		byOp[a.Operation] = a
 	}
-	assert.True(t, strings.HasPrefix(byOp[EditOpTag].NewText, "{{Update|"))
-	assert.Contains(t, byOp[EditOpTag].Diff, "+{{Update|")
-	assert.NotZero(t, byOp[EditOpTag].BaseRevID)
-	assert.Contains(t, byOp[EditOpTag].Summary, "rule test-rule")
-	assert.Equal(t, "Dry good.", byOp[EditOpRevert].NewText)
-	assert.Equal(t, bad, byOp[EditOpRevert].BaseRevID)
-	assert.Contains(t, byOp[EditOpReport].Added, "[[:Dry tag]]")
+	assert.True(t, strings.HasPrefix(byOp[OpTag].NewText, "{{Update|"))
+	assert.Contains(t, byOp[OpTag].Diff, "+{{Update|")
+	assert.NotZero(t, byOp[OpTag].BaseRevID)
+	assert.Contains(t, byOp[OpTag].Summary, "rule test-rule")
+	assert.Equal(t, "Dry good.", byOp[OpRevert].NewText)
+	assert.Equal(t, bad, byOp[OpRevert].BaseRevID)
+	assert.Contains(t, byOp[OpReport].Added, "[[:Dry tag]]")
 	assert.Equal(t, before, w.RecentChanges(t), "dry-run changed the wiki")
 	assert.Equal(t, 3.0, counterSum(reg, "rcwatch_edit_dry_run_total", nil))
 	assert.Zero(t, counterSum(reg, "rcwatch_edit_edits_total", nil))
@@ -742,8 +743,8 @@ func testEditDryRun(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 // Item 4: three replicas, 20 alerts, a budget of one edit per second: no
 // two edits less than a second apart by the wiki's timestamps and the
 // workers' logs, every alert handled exactly once.
-func testEditReplicas(t *testing.T, w *mwtest.Wiki, logs *logSink) {
-	e := newEditEnv(t, w, logs)
+func testReplicas(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+	e := newTestEnv(t, w, logs)
 	const n = 20
 	titles := make([]string, n)
 	for i := range titles {
@@ -760,7 +761,7 @@ func testEditReplicas(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	}
 	start := time.Now()
 	for _, title := range titles {
-		e.publish(e.alert(title, "Other User", 0, 0, EditOpTag), "")
+		e.publish(e.alert(title, "Other User", 0, 0, OpTag), "")
 	}
 	// A redelivered alert (its ack wait ran out while it sat in a replica's
 	// pull buffer) may be audited again as already done; never edited twice.

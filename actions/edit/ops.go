@@ -1,4 +1,4 @@
-package actions
+package edit
 
 import (
 	"context"
@@ -15,10 +15,10 @@ import (
 	"github.com/rcwatch/rcwatch/mediawiki"
 )
 
-// editOps returns the edit operations an alert asks for ("edit:<op>" in its
+// operations returns the edit operations an alert asks for ("edit:<op>" in its
 // actions), deduplicated, in the order they are carried out: revert first
 // (the damage), then report, then tag.
-func editOps(actions []string) []string {
+func operations(actions []string) []string {
 	var ops []string
 	for _, a := range actions {
 		op, ok := strings.CutPrefix(strings.TrimSpace(a), "edit:")
@@ -30,7 +30,7 @@ func editOps(actions []string) []string {
 			ops = append(ops, op)
 		}
 	}
-	rank := map[string]int{EditOpRevert: 0, EditOpReport: 1, EditOpTag: 2}
+	rank := map[string]int{OpRevert: 0, OpReport: 1, OpTag: 2}
 	slices.SortStableFunc(ops, func(a, b string) int {
 		ra, oka := rank[a]
 		rb, okb := rank[b]
@@ -45,8 +45,8 @@ func editOps(actions []string) []string {
 	return ops
 }
 
-// editPlan is one decided change: what would be (or is) sent to the wiki.
-type editPlan struct {
+// plan is one decided change: what would be (or is) sent to the wiki.
+type plan struct {
 	Op         string
 	Title      string
 	BaseRevID  int64
@@ -63,51 +63,51 @@ type editPlan struct {
 	OldTextLen int
 }
 
-// editDecision is the outcome of deciding an operation: a plan, or a skip with
+// decision is the outcome of deciding an operation: a plan, or a skip with
 // its reason.
-type editDecision struct {
-	plan   *editPlan
+type decision struct {
+	plan   *plan
 	skip   string
 	detail string
 }
 
-func editSkipped(reason, format string, a ...any) editDecision {
-	return editDecision{skip: reason, detail: fmt.Sprintf(format, a...)}
+func skipped(reason, format string, a ...any) decision {
+	return decision{skip: reason, detail: fmt.Sprintf(format, a...)}
 }
 
 // marker is the short token put in every summary (and report line) so a
 // worker restarted after a crash recognises an edit it already made.
-func editMarker(alertID, op string) string { return "rcw:" + editHash(alertID, op)[:10] }
+func marker(alertID, op string) string { return "rcw:" + hash(alertID, op)[:10] }
 
 // reportMarker identifies a report line for a (wiki, user, page) pair.
 func reportMarker(wiki, user, title string) string {
-	return "<!-- rcwatch-report " + editHash(wiki, editNormName(user), normalizeTitlePart(title))[:16] + " -->"
+	return "<!-- rcwatch-report " + hash(wiki, normName(user), normalizeTitlePart(title))[:16] + " -->"
 }
 
 // placeholders for summaries, tags and report lines.
-func editPlaceholders(a *event.Alert, op, mark, fpPage string, now time.Time) *strings.Replacer {
+func placeholders(a *event.Alert, op, mark, fpPage string, now time.Time) *strings.Replacer {
 	ev := a.Event
-	user := editOneLine(ev.User)
+	user := oneLine(ev.User)
 	userLink := "[[Special:Contributions/" + user + "|" + user + "]]"
 	if event.UserType(ev.User) == "named" {
 		userLink = "[[User:" + user + "|" + user + "]] ([[User talk:" + user + "|talk]] · [[Special:Contributions/" + user + "|contribs]])"
 	}
 	reasons := "no reasons given"
 	if len(a.Reasons) > 0 {
-		reasons = editTruncate(strings.Join(a.Reasons, "; "), 300)
+		reasons = truncate(strings.Join(a.Reasons, "; "), 300)
 	}
 	return strings.NewReplacer(
 		"{op}", op,
-		"{rule}", editOneLine(a.Rule.ID),
-		"{rule_version}", editOneLine(a.Rule.Version),
+		"{rule}", oneLine(a.Rule.ID),
+		"{rule_version}", oneLine(a.Rule.Version),
 		"{user}", user,
 		"{user_link}", userLink,
-		"{title}", editOneLine(ev.Title),
+		"{title}", oneLine(ev.Title),
 		"{score}", strconv.FormatFloat(a.Score, 'f', 2, 64),
-		"{severity}", editOneLine(a.Severity),
+		"{severity}", oneLine(a.Severity),
 		"{marker}", mark,
-		"{fp_page}", editOneLine(fpPage),
-		"{reasons}", editNowiki(editOneLine(reasons)),
+		"{fp_page}", oneLine(fpPage),
+		"{reasons}", nowiki(oneLine(reasons)),
 		"{diff}", diffLink(ev),
 		"{month}", now.UTC().Month().String(),
 		"{year}", strconv.Itoa(now.UTC().Year()),
@@ -117,12 +117,12 @@ func editPlaceholders(a *event.Alert, op, mark, fpPage string, now time.Time) *s
 
 // oneLine removes line breaks and NULs (a value must never break the line
 // of a report or a summary).
-func editOneLine(s string) string {
+func oneLine(s string) string {
 	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' || r == 0 }), " ")
 }
 
 // nowiki makes text inert in wikitext.
-func editNowiki(s string) string {
+func nowiki(s string) string {
 	s = strings.ReplaceAll(s, "<", "&lt;")
 	return "<nowiki>" + s + "</nowiki>"
 }
@@ -147,8 +147,8 @@ func diffLink(ev event.Ref) string {
 }
 
 // summary renders a wiki's summary template, at most 500 characters.
-func editSummary(wc *WikiEditConfig, a *event.Alert, op string, now time.Time) string {
-	s := editPlaceholders(a, op, editMarker(a.ID, op), wc.FalsePositivePage, now).Replace(wc.Summary)
+func summary(wc *WikiConfig, a *event.Alert, op string, now time.Time) string {
+	s := placeholders(a, op, marker(a.ID, op), wc.FalsePositivePage, now).Replace(wc.Summary)
 	if utf8.RuneCountInString(s) > 500 {
 		r := []rune(s)
 		s = string(r[:499]) + "…"
@@ -158,25 +158,25 @@ func editSummary(wc *WikiEditConfig, a *event.Alert, op string, now time.Time) s
 
 // decideTag decides a tag: the template once at the top (or bottom) of the
 // page, unless the page already has it or excludes the bot.
-func decideTag(ctx context.Context, c *mediawiki.Client, wc *WikiEditConfig, a *event.Alert, now time.Time) (editDecision, error) {
+func decideTag(ctx context.Context, c *mediawiki.Client, wc *WikiConfig, a *event.Alert, now time.Time) (decision, error) {
 	if !slices.Contains(wc.Tag.Namespaces, a.Event.Namespace) {
-		return editSkipped(SkipNamespace, "namespace %d is not taggable", a.Event.Namespace), nil
+		return skipped(SkipNamespace, "namespace %d is not taggable", a.Event.Namespace), nil
 	}
 	tpl := tagTemplate(wc, a, now)
-	name := editTemplateName(tpl)
+	name := templateName(tpl)
 	p, err := c.PageText(ctx, a.Event.Title)
 	if errors.Is(err, mediawiki.ErrMissingTitle) {
-		return editSkipped(SkipMissingPage, "%s does not exist", a.Event.Title), nil
+		return skipped(SkipMissingPage, "%s does not exist", a.Event.Title), nil
 	}
 	if err != nil {
-		return editDecision{}, err
+		return decision{}, err
 	}
 	text := p.Revision.Content
 	if ok, why := BotsAllowed(text, wc.Account, wc.OptOutName); !ok {
-		return editSkipped(SkipNoBots, "%s has %s", p.Title, why), nil
+		return skipped(SkipNoBots, "%s has %s", p.Title, why), nil
 	}
-	if editHasTemplate(text, name) {
-		return editSkipped(SkipAlreadyDone, "%s already has {{%s}}", p.Title, name), nil
+	if hasTemplate(text, name) {
+		return skipped(SkipAlreadyDone, "%s already has {{%s}}", p.Title, name), nil
 	}
 	var nt string
 	if wc.Tag.Position == "bottom" {
@@ -184,12 +184,12 @@ func decideTag(ctx context.Context, c *mediawiki.Client, wc *WikiEditConfig, a *
 	} else {
 		nt = tpl + "\n" + text
 	}
-	return editDecision{plan: &editPlan{Op: EditOpTag, Title: p.Title, BaseRevID: p.Revision.RevID, Method: "edit",
-		NewText: nt, Added: tpl, Summary: editSummary(wc, a, EditOpTag, now), Tags: wc.ChangeTags,
-		Diff: editLineDiff(text, nt), OldTextLen: len(text)}}, nil
+	return decision{plan: &plan{Op: OpTag, Title: p.Title, BaseRevID: p.Revision.RevID, Method: "edit",
+		NewText: nt, Added: tpl, Summary: summary(wc, a, OpTag, now), Tags: wc.ChangeTags,
+		Diff: lineDiff(text, nt), OldTextLen: len(text)}}, nil
 }
 
-func tagTemplate(wc *WikiEditConfig, a *event.Alert, now time.Time) string {
+func tagTemplate(wc *WikiConfig, a *event.Alert, now time.Time) string {
 	tpl := wc.Tag.Template
 	if t, ok := wc.Tag.Rules[a.Rule.ID]; ok {
 		tpl = t
@@ -200,103 +200,103 @@ func tagTemplate(wc *WikiEditConfig, a *event.Alert, now time.Time) string {
 
 // decideReport decides a report line on the noticeboard, unless the user
 // and page were already reported there or the user is trusted.
-func decideReport(ctx context.Context, c *mediawiki.Client, wc *WikiEditConfig, a *event.Alert, now time.Time) (editDecision, error) {
-	if d, err := editCheckTrusted(ctx, c, wc, a.Event.User); err != nil || d.skip != "" {
+func decideReport(ctx context.Context, c *mediawiki.Client, wc *WikiConfig, a *event.Alert, now time.Time) (decision, error) {
+	if d, err := checkTrusted(ctx, c, wc, a.Event.User); err != nil || d.skip != "" {
 		return d, err
 	}
 	mark := reportMarker(a.Event.Wiki, a.Event.User, a.Event.Title)
-	line := editOneLine(editPlaceholders(a, EditOpReport, editMarker(a.ID, EditOpReport), wc.FalsePositivePage, now).Replace(wc.Report.Line)) + " " + mark
-	sum := editSummary(wc, a, EditOpReport, now)
+	line := oneLine(placeholders(a, OpReport, marker(a.ID, OpReport), wc.FalsePositivePage, now).Replace(wc.Report.Line)) + " " + mark
+	sum := summary(wc, a, OpReport, now)
 	p, err := c.PageText(ctx, wc.Report.Page)
 	if errors.Is(err, mediawiki.ErrMissingTitle) {
-		return editDecision{plan: &editPlan{Op: EditOpReport, Title: wc.Report.Page, Method: "create", NewText: line,
-			Added: line, Summary: sum, Tags: wc.ChangeTags, Diff: editLineDiff("", line), User: a.Event.User}}, nil
+		return decision{plan: &plan{Op: OpReport, Title: wc.Report.Page, Method: "create", NewText: line,
+			Added: line, Summary: sum, Tags: wc.ChangeTags, Diff: lineDiff("", line), User: a.Event.User}}, nil
 	}
 	if err != nil {
-		return editDecision{}, err
+		return decision{}, err
 	}
 	text := p.Revision.Content
 	if ok, why := BotsAllowed(text, wc.Account, wc.OptOutName); !ok {
-		return editSkipped(SkipNoBots, "%s has %s", p.Title, why), nil
+		return skipped(SkipNoBots, "%s has %s", p.Title, why), nil
 	}
 	if strings.Contains(text, mark) {
-		return editSkipped(SkipAlreadyDone, "%s already reports %s on %s", p.Title, a.Event.User, a.Event.Title), nil
+		return skipped(SkipAlreadyDone, "%s already reports %s on %s", p.Title, a.Event.User, a.Event.Title), nil
 	}
 	nt := strings.TrimRight(text, "\n") + "\n" + line
-	return editDecision{plan: &editPlan{Op: EditOpReport, Title: p.Title, BaseRevID: p.Revision.RevID, Method: "edit",
-		NewText: nt, Added: line, Summary: sum, Tags: wc.ChangeTags, Diff: editLineDiff(text, nt),
+	return decision{plan: &plan{Op: OpReport, Title: p.Title, BaseRevID: p.Revision.RevID, Method: "edit",
+		NewText: nt, Added: line, Summary: sum, Tags: wc.ChangeTags, Diff: lineDiff(text, nt),
 		OldTextLen: len(text), User: a.Event.User}}, nil
 }
 
 // checkTrusted skips users in a trusted list or group.
-func editCheckTrusted(ctx context.Context, c *mediawiki.Client, wc *WikiEditConfig, user string) (editDecision, error) {
-	if editIsTrusted(wc.Revert, user, nil) {
-		return editSkipped(SkipTrusted, "%s is in trusted_users", user), nil
+func checkTrusted(ctx context.Context, c *mediawiki.Client, wc *WikiConfig, user string) (decision, error) {
+	if isTrusted(wc.Revert, user, nil) {
+		return skipped(SkipTrusted, "%s is in trusted_users", user), nil
 	}
 	if event.UserType(user) != "named" || len(wc.Revert.TrustedGroups) == 0 {
-		return editDecision{}, nil
+		return decision{}, nil
 	}
 	us, err := c.Users(ctx, user)
 	if err != nil {
-		return editDecision{}, err
+		return decision{}, err
 	}
-	if u := us[user]; u != nil && editIsTrusted(wc.Revert, user, u.Groups) {
-		return editSkipped(SkipTrusted, "%s is in a trusted group (%s)", user, strings.Join(u.Groups, ",")), nil
+	if u := us[user]; u != nil && isTrusted(wc.Revert, user, u.Groups) {
+		return skipped(SkipTrusted, "%s is in a trusted group (%s)", user, strings.Join(u.Groups, ",")), nil
 	}
-	return editDecision{}, nil
+	return decision{}, nil
 }
 
 // decideRevert decides a revert of the flagged revision: only while it is
 // still the page's top revision by that user, never of a trusted user or of
 // the bot itself. method is "rollback" or "undo".
-func decideRevert(ctx context.Context, c *mediawiki.Client, wc *WikiEditConfig, a *event.Alert, method string, dryRun bool, now time.Time) (editDecision, error) {
+func decideRevert(ctx context.Context, c *mediawiki.Client, wc *WikiConfig, a *event.Alert, method string, dryRun bool, now time.Time) (decision, error) {
 	ev := a.Event
 	if ev.User == "" || ev.NewRev <= 0 {
-		return editSkipped(SkipRefused, "the alert names no revision or user to revert"), nil
+		return skipped(SkipRefused, "the alert names no revision or user to revert"), nil
 	}
-	if editNormName(ev.User) == editNormName(wc.Account) {
-		return editSkipped(SkipSelf, "revision %d is the bot's own", ev.NewRev), nil
+	if normName(ev.User) == normName(wc.Account) {
+		return skipped(SkipSelf, "revision %d is the bot's own", ev.NewRev), nil
 	}
-	if d, err := editCheckTrusted(ctx, c, wc, ev.User); err != nil || d.skip != "" {
+	if d, err := checkTrusted(ctx, c, wc, ev.User); err != nil || d.skip != "" {
 		return d, err
 	}
 	p, err := c.PageText(ctx, ev.Title)
 	if errors.Is(err, mediawiki.ErrMissingTitle) {
-		return editSkipped(SkipMissingPage, "%s does not exist", ev.Title), nil
+		return skipped(SkipMissingPage, "%s does not exist", ev.Title), nil
 	}
 	if err != nil {
-		return editDecision{}, err
+		return decision{}, err
 	}
 	top := p.Revision
-	if top.RevID != ev.NewRev || editNormName(top.User) != editNormName(ev.User) {
-		if editNormName(top.User) == editNormName(wc.Account) && strings.Contains(top.Comment, editMarker(a.ID, EditOpRevert)) {
-			return editSkipped(SkipAlreadyDone, "revision %d is our revert", top.RevID), nil
+	if top.RevID != ev.NewRev || normName(top.User) != normName(ev.User) {
+		if normName(top.User) == normName(wc.Account) && strings.Contains(top.Comment, marker(a.ID, OpRevert)) {
+			return skipped(SkipAlreadyDone, "revision %d is our revert", top.RevID), nil
 		}
-		return editSkipped(SkipNotTop, "top revision of %s is %d by %s, not %d by %s", p.Title, top.RevID, top.User, ev.NewRev, ev.User), nil
+		return skipped(SkipNotTop, "top revision of %s is %d by %s, not %d by %s", p.Title, top.RevID, top.User, ev.NewRev, ev.User), nil
 	}
 	if ok, why := BotsAllowed(top.Content, wc.Account, wc.OptOutName); !ok {
-		return editSkipped(SkipNoBots, "%s has %s", p.Title, why), nil
+		return skipped(SkipNoBots, "%s has %s", p.Title, why), nil
 	}
-	plan := &editPlan{Op: EditOpRevert, Title: p.Title, BaseRevID: top.RevID, Method: method, User: top.User,
-		Undo: ev.NewRev, UndoAfter: ev.OldRev, Summary: editSummary(wc, a, EditOpRevert, now), Tags: wc.ChangeTags,
+	plan := &plan{Op: OpRevert, Title: p.Title, BaseRevID: top.RevID, Method: method, User: top.User,
+		Undo: ev.NewRev, UndoAfter: ev.OldRev, Summary: summary(wc, a, OpRevert, now), Tags: wc.ChangeTags,
 		MarkBot: *wc.Revert.MarkBot, OldTextLen: len(top.Content)}
 	if dryRun && ev.OldRev > 0 {
 		// Show the exact change: back to the parent revision's text.
 		if revs, err := c.Revisions(ctx, ev.OldRev); err == nil && revs[ev.OldRev] != nil {
 			plan.NewText = revs[ev.OldRev].Content
-			plan.Diff = editLineDiff(top.Content, plan.NewText)
+			plan.Diff = lineDiff(top.Content, plan.NewText)
 		}
 	}
-	return editDecision{plan: plan}, nil
+	return decision{plan: plan}, nil
 }
 
 // lineDiff is a compact unified diff of two texts: the changed lines
 // between their common prefix and suffix, with up to two lines of context.
-func editLineDiff(a, b string) string {
+func lineDiff(a, b string) string {
 	if a == b {
 		return ""
 	}
-	al, bl := editSplitLines(a), editSplitLines(b)
+	al, bl := splitLines(a), splitLines(b)
 	pre := 0
 	for pre < len(al) && pre < len(bl) && al[pre] == bl[pre] {
 		pre++
@@ -326,7 +326,7 @@ func editLineDiff(a, b string) string {
 	return sb.String()
 }
 
-func editSplitLines(s string) []string {
+func splitLines(s string) []string {
 	if s == "" {
 		return nil
 	}

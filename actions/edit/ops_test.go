@@ -1,4 +1,4 @@
-package actions
+package edit
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
-func TestEditOps(t *testing.T) {
+func TestOperations(t *testing.T) {
 	tests := []struct {
 		actions []string
 		want    []string
@@ -28,24 +28,24 @@ func TestEditOps(t *testing.T) {
 		{[]string{"edit:", " edit: tag "}, []string{"tag"}},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.want, editOps(tt.actions), "%v", tt.actions)
+		assert.Equal(t, tt.want, operations(tt.actions), "%v", tt.actions)
 	}
 }
 
-func TestEditLineDiff(t *testing.T) {
-	assert.Equal(t, "", editLineDiff("a\nb", "a\nb"))
-	assert.Equal(t, "@@ -1,2 +1,3 @@\n+{{Update}}\n a\n b\n", editLineDiff("a\nb", "{{Update}}\na\nb"))
-	assert.Equal(t, "@@ -2,3 +2,4 @@\n b\n c\n+new line\n d\n", editLineDiff("a\nb\nc\nd", "a\nb\nc\nnew line\nd"))
-	assert.Equal(t, "@@ -1,1 +1,1 @@\n-old\n+new\n", editLineDiff("old", "new"))
-	assert.Equal(t, "@@ -1,0 +1,1 @@\n+line\n", editLineDiff("", "line"))
+func TestLineDiff(t *testing.T) {
+	assert.Equal(t, "", lineDiff("a\nb", "a\nb"))
+	assert.Equal(t, "@@ -1,2 +1,3 @@\n+{{Update}}\n a\n b\n", lineDiff("a\nb", "{{Update}}\na\nb"))
+	assert.Equal(t, "@@ -2,3 +2,4 @@\n b\n c\n+new line\n d\n", lineDiff("a\nb\nc\nd", "a\nb\nc\nnew line\nd"))
+	assert.Equal(t, "@@ -1,1 +1,1 @@\n-old\n+new\n", lineDiff("old", "new"))
+	assert.Equal(t, "@@ -1,0 +1,1 @@\n+line\n", lineDiff("", "line"))
 }
 
-func FuzzEditLineDiff(f *testing.F) {
+func FuzzLineDiff(f *testing.F) {
 	f.Add("a\nb", "{{x}}\na\nb")
 	f.Add("", "x")
 	f.Add("a\na\na", "a\na")
 	f.Fuzz(func(t *testing.T, a, b string) {
-		d := editLineDiff(a, b)
+		d := lineDiff(a, b)
 		if (a == b) != (d == "") {
 			t.Fatalf("diff of %q and %q is %q", a, b, d)
 		}
@@ -67,31 +67,31 @@ func FuzzEditLineDiff(f *testing.F) {
 	})
 }
 
-func TestEditSummaryAndReportLine(t *testing.T) {
-	wc := &WikiEditConfig{APIURL: "http://x/api.php", Account: "ExampleBot", Operations: []string{"report"},
+func TestSummaryAndReportLine(t *testing.T) {
+	wc := &WikiConfig{APIURL: "http://x/api.php", Account: "ExampleBot", Operations: []string{"report"},
 		Report: ReportConfig{Page: "P"}}
-	cfg := EditConfig{Wikis: map[string]*WikiEditConfig{"w": wc}}
+	cfg := Config{Wikis: map[string]*WikiConfig{"w": wc}}
 	require.NoError(t, cfg.Validate())
 	a := &event.Alert{ID: "r/1", Rule: event.RuleRef{ID: "vandal\nism"}, Score: 0.5,
 		Reasons: []string{"]] {{evil}} <script>", "second\nline"},
 		Event:   event.Ref{Wiki: "w", ServerURL: "https://w.example", Title: "Page", User: "192.0.2.7", OldRev: 1, NewRev: 2}}
 	now := time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)
-	s := editSummary(wc, a, EditOpRevert, now)
-	assert.Equal(t, "rcwatch revert: rule vandal ism ("+editMarker("r/1", "revert")+"). Wrong? Report at [[User talk:ExampleBot]]", s)
-	line := editOneLine(editPlaceholders(a, EditOpReport, "m", wc.FalsePositivePage, now).Replace(wc.Report.Line))
+	s := summary(wc, a, OpRevert, now)
+	assert.Equal(t, "rcwatch revert: rule vandal ism ("+marker("r/1", "revert")+"). Wrong? Report at [[User talk:ExampleBot]]", s)
+	line := oneLine(placeholders(a, OpReport, "m", wc.FalsePositivePage, now).Replace(wc.Report.Line))
 	assert.NotContains(t, line, "\n")
 	assert.Contains(t, line, "[[Special:Contributions/192.0.2.7|192.0.2.7]]", "an IP has no user page link")
 	assert.Contains(t, line, "<nowiki>]] {{evil}} &lt;script>; second line</nowiki>")
 	assert.Contains(t, line, "[https://w.example/index.php?diff=2&oldid=1 diff]")
-	assert.Equal(t, "{{Update|date=November 2026}}", tagTemplate(&WikiEditConfig{Tag: TagConfig{Template: "{{Update|date={month} {year}}}"}}, a, now))
+	assert.Equal(t, "{{Update|date=November 2026}}", tagTemplate(&WikiConfig{Tag: TagConfig{Template: "{{Update|date={month} {year}}}"}}, a, now))
 
 	long := &event.Alert{ID: "x", Rule: event.RuleRef{ID: strings.Repeat("é", 600)}}
-	assert.Equal(t, 500, len([]rune(editSummary(wc, long, EditOpTag, now))))
+	assert.Equal(t, 500, len([]rune(summary(wc, long, OpTag, now))))
 }
 
 // The shared budget: replicas taking slots at once never share one, and
 // slots are spaced by the interval; a slot beyond max_hold is not taken.
-func TestEditBudgetSlots(t *testing.T) {
+func TestBudgetSlots(t *testing.T) {
 	srv := natstest.Start(t)
 	_, js := srv.Connect(t)
 	ctx := context.Background()
@@ -158,20 +158,18 @@ func TestEditBudgetSlots(t *testing.T) {
 	assert.Equal(t, time.Second, iv)
 }
 
-func TestEditKeyToken(t *testing.T) {
-	assert.Equal(t, "enwiki", editKeyToken("enwiki"))
-	assert.Len(t, editKeyToken("a b.c"), 32)
-	assert.NotEqual(t, editKeyToken("a b"), editKeyToken("a_b"))
+func TestBudgetKey(t *testing.T) {
 	assert.Equal(t, budgetKey("Example_Bot"), budgetKey("example bot"))
+	assert.NotEqual(t, budgetKey("Example Bot"), budgetKey("Other Bot"))
 }
 
-// BenchmarkEditLineDiff measures the audit diff of a tag on a 100 KB page.
-func BenchmarkEditLineDiff(b *testing.B) {
+// BenchmarkLineDiff measures the audit diff of a tag on a 100 KB page.
+func BenchmarkLineDiff(b *testing.B) {
 	old := strings.Repeat("A line of article text with a [[link]] and a {{template}}.\n", 1700)
 	nt := "{{Update|date=November 2026}}\n" + old
 	b.SetBytes(int64(len(old)))
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = editLineDiff(old, nt)
+		_ = lineDiff(old, nt)
 	}
 }

@@ -1,4 +1,4 @@
-package actions
+package edit
 
 import (
 	"context"
@@ -9,12 +9,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rcwatch/rcwatch/actions"
 	"github.com/rcwatch/rcwatch/mediawiki"
 )
 
@@ -58,8 +60,8 @@ var botsTemplateRE = regexp.MustCompile(`(?is)\{\{\s*(no)?bots\s*(\|[^{}]*)?\}\}
 // documented "incorrect syntax" cases resolve to not editing). The reason
 // says which template excluded the bot.
 func BotsAllowed(text, bot, optOut string) (bool, string) {
-	bot = editNormName(bot)
-	optOut = editNormName(optOut)
+	bot = normName(bot)
+	optOut = normName(optOut)
 	for _, m := range botsTemplateRE.FindAllStringSubmatch(text, -1) {
 		nobots := m[1] != ""
 		params := strings.TrimPrefix(m[2], "|")
@@ -77,7 +79,7 @@ func BotsAllowed(text, bot, optOut string) (bool, string) {
 			name = strings.ToLower(strings.TrimSpace(name))
 			var list []string
 			for _, v := range strings.Split(value, ",") {
-				if v = editNormName(v); v != "" {
+				if v = normName(v); v != "" {
 					list = append(list, v)
 				}
 			}
@@ -100,7 +102,7 @@ func BotsAllowed(text, bot, optOut string) (bool, string) {
 				}
 			}
 		}
-		if nobots && !editHasParam(params, "allow") {
+		if nobots && !hasParam(params, "allow") {
 			// {{nobots|deny=…}} and other parameters still mean "no bots"
 			// unless an allow list let us in.
 			return false, "{{nobots}}"
@@ -109,7 +111,7 @@ func BotsAllowed(text, bot, optOut string) (bool, string) {
 	return true, ""
 }
 
-func editHasParam(params, name string) bool {
+func hasParam(params, name string) bool {
 	for _, p := range strings.Split(params, "|") {
 		if n, _, ok := strings.Cut(p, "="); ok && strings.EqualFold(strings.TrimSpace(n), name) {
 			return true
@@ -119,7 +121,7 @@ func editHasParam(params, name string) bool {
 }
 
 // normName lower-cases a user name and treats '_' as ' '.
-func editNormName(s string) string {
+func normName(s string) string {
 	return strings.ToLower(strings.Join(strings.Fields(strings.ReplaceAll(s, "_", " ")), " "))
 }
 
@@ -137,7 +139,7 @@ func normalizeTitlePart(s string) string {
 
 // templateName returns the name of the template a tag text starts with
 // ("{{Update|date=…}}" → "Update"), or "".
-func editTemplateName(tpl string) string {
+func templateName(tpl string) string {
 	s, ok := strings.CutPrefix(strings.TrimSpace(tpl), "{{")
 	if !ok {
 		return ""
@@ -152,7 +154,7 @@ func editTemplateName(tpl string) string {
 // hasTemplate reports whether text transcludes the template name (first
 // letter case-insensitive as MediaWiki's, spaces and underscores alike, an
 // optional Template: prefix).
-func editHasTemplate(text, name string) bool {
+func hasTemplate(text, name string) bool {
 	name = normalizeTitlePart(name)
 	if name == "" {
 		return false
@@ -169,10 +171,10 @@ func editHasTemplate(text, name string) bool {
 }
 
 // isTrusted reports whether a user is trusted by name or group.
-func editIsTrusted(rc RevertConfig, name string, groups []string) bool {
-	n := editNormName(name)
+func isTrusted(rc RevertConfig, name string, groups []string) bool {
+	n := normName(name)
 	for _, t := range rc.TrustedUsers {
-		if editNormName(t) == n {
+		if normName(t) == n {
 			return true
 		}
 	}
@@ -186,26 +188,39 @@ func editIsTrusted(rc RevertConfig, name string, groups []string) bool {
 
 // killSwitchOn reads a kill switch page's text: only "true" (trimmed,
 // any case) lets the bot edit.
-func editKillSwitchOn(text string) bool { return strings.EqualFold(strings.TrimSpace(text), "true") }
+func killSwitchOn(text string) bool { return strings.EqualFold(strings.TrimSpace(text), "true") }
 
 // guard is the per-wiki stop state: the kill switch page and the bot's talk
 // page, read at most every interval (and before the first edit). The talk
 // page's baseline lives in KV so every replica stops, and stays stopped
 // across restarts, until an operator resets it.
-type editGuard struct {
+type guard struct {
 	wiki     string
-	cfg      *WikiEditConfig
+	cfg      *WikiConfig
 	interval time.Duration
 	kv       jetstream.KeyValue
 
-	mu      sync.Mutex
+	mu      sync.Mutex // held across a check's reads of the wiki
 	checked time.Time
 	reason  string // "" when editing is allowed
 	detail  string
+
+	// last is the reason of the last check, readable without waiting for
+	// a check in progress (Worker.Ready).
+	last atomic.Pointer[string]
 }
 
-// editTalkState is the KV record of the bot's talk page (key talk.<wiki>).
-type editTalkState struct {
+// stopped returns the reason editing stopped at the last check ("": it
+// was allowed, or nothing was checked yet). It never blocks.
+func (g *guard) stopped() string {
+	if r := g.last.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+// talkState is the KV record of the bot's talk page (key talk.<wiki>).
+type talkState struct {
 	BaseRevID int64     `json:"base_revid"`
 	Stopped   bool      `json:"stopped"`
 	By        string    `json:"by,omitempty"`
@@ -213,11 +228,11 @@ type editTalkState struct {
 	At        time.Time `json:"at"`
 }
 
-func talkKey(wiki string) string { return "edit.talk." + editKeyToken(wiki) }
+func talkKey(wiki string) string { return "edit.talk." + actions.KeyToken(wiki) }
 
 // check returns "" when editing may go on, else the skip reason and a
 // detail. It reads the wiki at most every interval.
-func (g *editGuard) check(ctx context.Context, c *mediawiki.Client, now time.Time) (string, string, error) {
+func (g *guard) check(ctx context.Context, c *mediawiki.Client, now time.Time) (string, string, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.checked.IsZero() && now.Sub(g.checked) < g.interval {
@@ -228,25 +243,19 @@ func (g *editGuard) check(ctx context.Context, c *mediawiki.Client, now time.Tim
 		return "", "", err
 	}
 	g.checked, g.reason, g.detail = now, reason, detail
+	g.last.Store(&reason)
 	return reason, detail, nil
 }
 
-// invalidate forces a re-read on the next check.
-func (g *editGuard) invalidate() {
-	g.mu.Lock()
-	g.checked = time.Time{}
-	g.mu.Unlock()
-}
-
-func (g *editGuard) read(ctx context.Context, c *mediawiki.Client, now time.Time) (string, string, error) {
+func (g *guard) read(ctx context.Context, c *mediawiki.Client, now time.Time) (string, string, error) {
 	p, err := c.PageText(ctx, g.cfg.KillSwitchPage)
 	switch {
 	case errors.Is(err, mediawiki.ErrMissingTitle):
 		return SkipKillSwitch, g.cfg.KillSwitchPage + " does not exist", nil
 	case err != nil:
 		return "", "", fmt.Errorf("reading the kill switch %s: %w", g.cfg.KillSwitchPage, err)
-	case !editKillSwitchOn(p.Revision.Content):
-		return SkipKillSwitch, fmt.Sprintf("%s reads %q", g.cfg.KillSwitchPage, editTruncate(strings.TrimSpace(p.Revision.Content), 40)), nil
+	case !killSwitchOn(p.Revision.Content):
+		return SkipKillSwitch, fmt.Sprintf("%s reads %q", g.cfg.KillSwitchPage, truncate(strings.TrimSpace(p.Revision.Content), 40)), nil
 	}
 	if !*g.cfg.TalkPageStop {
 		return "", "", nil
@@ -254,7 +263,7 @@ func (g *editGuard) read(ctx context.Context, c *mediawiki.Client, now time.Time
 	return g.readTalk(ctx, c, now)
 }
 
-func (g *editGuard) readTalk(ctx context.Context, c *mediawiki.Client, now time.Time) (string, string, error) {
+func (g *guard) readTalk(ctx context.Context, c *mediawiki.Client, now time.Time) (string, string, error) {
 	title := "User talk:" + g.cfg.Account
 	var cur *mediawiki.Revision
 	p, err := c.PageText(ctx, title)
@@ -274,7 +283,7 @@ func (g *editGuard) readTalk(ctx context.Context, c *mediawiki.Client, now time.
 		e, err := g.kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			// First start: the talk page as it is now is the baseline.
-			b, _ := json.Marshal(editTalkState{BaseRevID: curID, At: now})
+			b, _ := json.Marshal(talkState{BaseRevID: curID, At: now})
 			if _, err := g.kv.Create(ctx, key, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 				return "", "", fmt.Errorf("recording the talk page baseline: %w", err)
 			}
@@ -283,7 +292,7 @@ func (g *editGuard) readTalk(ctx context.Context, c *mediawiki.Client, now time.
 		if err != nil {
 			return "", "", fmt.Errorf("reading the talk page state: %w", err)
 		}
-		var st editTalkState
+		var st talkState
 		if err := json.Unmarshal(e.Value(), &st); err != nil {
 			return "", "", fmt.Errorf("decoding the talk page state: %w", err)
 		}
@@ -293,11 +302,11 @@ func (g *editGuard) readTalk(ctx context.Context, c *mediawiki.Client, now time.
 		if curID == st.BaseRevID || cur == nil {
 			return "", "", nil
 		}
-		if editNormName(cur.User) == editNormName(g.cfg.Account) {
+		if normName(cur.User) == normName(g.cfg.Account) {
 			// Our own edit of the talk page moves the baseline.
 			st.BaseRevID, st.At = curID, now
 		} else {
-			st = editTalkState{BaseRevID: st.BaseRevID, Stopped: true, By: cur.User, RevID: curID, At: now}
+			st = talkState{BaseRevID: st.BaseRevID, Stopped: true, By: cur.User, RevID: curID, At: now}
 		}
 		b, _ := json.Marshal(st)
 		if _, err := g.kv.Update(ctx, key, b, e.Revision()); err != nil {
@@ -327,14 +336,14 @@ func ResetTalkStop(ctx context.Context, kv jetstream.KeyValue, c *mediawiki.Clie
 	default:
 		curID = p.Revision.RevID
 	}
-	b, _ := json.Marshal(editTalkState{BaseRevID: curID, At: now})
+	b, _ := json.Marshal(talkState{BaseRevID: curID, At: now})
 	if _, err := kv.Put(ctx, talkKey(wiki), b); err != nil {
 		return fmt.Errorf("resetting the talk page stop of %s: %w", wiki, err)
 	}
 	return nil
 }
 
-func editTruncate(s string, n int) string {
+func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -1,4 +1,4 @@
-package actions
+package edit
 
 import (
 	"strings"
@@ -68,7 +68,7 @@ func FuzzBotsAllowed(f *testing.F) {
 	})
 }
 
-func TestEditHasTemplate(t *testing.T) {
+func TestHasTemplate(t *testing.T) {
 	tests := []struct {
 		text, name string
 		want       bool
@@ -85,26 +85,26 @@ func TestEditHasTemplate(t *testing.T) {
 		{"{{Update}}", "", false},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.want, editHasTemplate(tt.text, tt.name), "%q in %q", tt.name, tt.text)
+		assert.Equal(t, tt.want, hasTemplate(tt.text, tt.name), "%q in %q", tt.name, tt.text)
 	}
-	assert.Equal(t, "Update", editTemplateName("{{update|date={month} {year}}}"))
-	assert.Equal(t, "Dead link", editTemplateName("{{Template:Dead_link}}"))
-	assert.Equal(t, "", editTemplateName("Update"))
+	assert.Equal(t, "Update", templateName("{{update|date={month} {year}}}"))
+	assert.Equal(t, "Dead link", templateName("{{Template:Dead_link}}"))
+	assert.Equal(t, "", templateName("Update"))
 }
 
-func TestEditKillSwitchOn(t *testing.T) {
+func TestKillSwitchOn(t *testing.T) {
 	for text, want := range map[string]bool{"true": true, " TRUE\n": true, "True": true, "false": false, "": false,
 		"true but not really": false, "yes": false} {
-		assert.Equal(t, want, editKillSwitchOn(text), "%q", text)
+		assert.Equal(t, want, killSwitchOn(text), "%q", text)
 	}
 }
 
-func TestEditTrusted(t *testing.T) {
+func TestTrusted(t *testing.T) {
 	rc := RevertConfig{TrustedGroups: []string{"sysop", "rollbacker"}, TrustedUsers: []string{"Good_Editor"}}
-	assert.True(t, editIsTrusted(rc, "good editor", nil))
-	assert.True(t, editIsTrusted(rc, "Someone", []string{"*", "user", "sysop"}))
-	assert.False(t, editIsTrusted(rc, "Someone", []string{"*", "user", "autoconfirmed"}))
-	assert.False(t, editIsTrusted(rc, "192.0.2.1", nil))
+	assert.True(t, isTrusted(rc, "good editor", nil))
+	assert.True(t, isTrusted(rc, "Someone", []string{"*", "user", "sysop"}))
+	assert.False(t, isTrusted(rc, "Someone", []string{"*", "user", "autoconfirmed"}))
+	assert.False(t, isTrusted(rc, "192.0.2.1", nil))
 }
 
 // BenchmarkBotsAllowed measures the check on a 100 KB article with a bots

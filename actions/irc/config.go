@@ -1,4 +1,4 @@
-package actions
+package irc
 
 import (
 	"bytes"
@@ -15,11 +15,11 @@ import (
 	"github.com/rcwatch/rcwatch/event"
 )
 
-// ErrInvalidIRCConfig is wrapped by every IRC configuration error.
-var ErrInvalidIRCConfig = errors.New("invalid IRC configuration")
+// ErrInvalidConfig is wrapped by every IRC configuration error.
+var ErrInvalidConfig = errors.New("invalid IRC configuration")
 
-// IRCConfig is the configuration of the IRC worker (docs/IRC.md).
-type IRCConfig struct {
+// Config is the configuration of the IRC worker (docs/IRC.md).
+type Config struct {
 	// ReplicaID names this replica in leases and !status (default:
 	// hostname-pid).
 	ReplicaID string `yaml:"replica_id"`
@@ -36,12 +36,12 @@ type IRCConfig struct {
 	// e.g. after a long outage (0: never).
 	MaxAlertAge time.Duration `yaml:"max_alert_age"`
 	// MaxMute caps the duration of !mute (default 7 days).
-	MaxMute  time.Duration      `yaml:"max_mute"`
-	Networks []IRCNetworkConfig `yaml:"networks"`
+	MaxMute  time.Duration   `yaml:"max_mute"`
+	Networks []NetworkConfig `yaml:"networks"`
 }
 
-// IRCNetworkConfig is one IRC connection.
-type IRCNetworkConfig struct {
+// NetworkConfig is one IRC connection.
+type NetworkConfig struct {
 	Name     string `yaml:"name"`
 	Host     string `yaml:"host"`
 	Port     int    `yaml:"port"`
@@ -57,11 +57,11 @@ type IRCNetworkConfig struct {
 	ServerPassword Secret `yaml:"server_password"`
 	// HostLen bounds the length of the host part of our prefix as the server
 	// relays it, for the 512-byte limit (default 64).
-	HostLen int               `yaml:"host_len"`
-	Flood   FloodConfig       `yaml:"flood"`
-	Control *IRCControlConfig `yaml:"control"`
+	HostLen int            `yaml:"host_len"`
+	Flood   FloodConfig    `yaml:"flood"`
+	Control *ControlConfig `yaml:"control"`
 	// Channels that receive alerts.
-	Channels []IRCChannelConfig `yaml:"channels"`
+	Channels []ChannelConfig `yaml:"channels"`
 	// ReconnectMin and ReconnectMax bound the reconnect backoff (default 1s, 1m).
 	ReconnectMin time.Duration `yaml:"reconnect_min"`
 	ReconnectMax time.Duration `yaml:"reconnect_max"`
@@ -81,11 +81,11 @@ func (s Secret) IsSet() bool { return s.Env != "" || s.File != "" }
 func (s Secret) Resolve() (string, error) {
 	switch {
 	case s.Env != "" && s.File != "":
-		return "", fmt.Errorf("%w: a secret takes env or file, not both", ErrInvalidIRCConfig)
+		return "", fmt.Errorf("%w: a secret takes env or file, not both", ErrInvalidConfig)
 	case s.Env != "":
 		v, ok := os.LookupEnv(s.Env)
 		if !ok || v == "" {
-			return "", fmt.Errorf("%w: environment variable %s is empty or unset", ErrInvalidIRCConfig, s.Env)
+			return "", fmt.Errorf("%w: environment variable %s is empty or unset", ErrInvalidConfig, s.Env)
 		}
 		return v, nil
 	case s.File != "":
@@ -95,7 +95,7 @@ func (s Secret) Resolve() (string, error) {
 		}
 		v := strings.TrimRight(string(b), "\r\n")
 		if v == "" {
-			return "", fmt.Errorf("%w: secret file %s is empty", ErrInvalidIRCConfig, s.File)
+			return "", fmt.Errorf("%w: secret file %s is empty", ErrInvalidConfig, s.File)
 		}
 		return v, nil
 	}
@@ -115,8 +115,8 @@ type FloodConfig struct {
 	MaxDigests int `yaml:"max_digests"`
 }
 
-// IRCControlConfig is the control channel of a network.
-type IRCControlConfig struct {
+// ControlConfig is the control channel of a network.
+type ControlConfig struct {
 	Channel string `yaml:"channel"`
 	// Trusted lists nicks ("alice") or masks with * ("alice!*@wikimedia/*")
 	// whose !mute, !unmute and !status are obeyed. A bare nick is only as
@@ -124,8 +124,8 @@ type IRCControlConfig struct {
 	Trusted []string `yaml:"trusted"`
 }
 
-// IRCChannelConfig is one channel and its routing.
-type IRCChannelConfig struct {
+// ChannelConfig is one channel and its routing.
+type ChannelConfig struct {
 	Name     string `yaml:"name"`
 	Plain    bool   `yaml:"plain"`
 	ShowWiki bool   `yaml:"show_wiki"`
@@ -189,36 +189,36 @@ func (r Route) Matches(a *event.Alert, network, channel string) bool {
 // DefaultFlood is 2 lines/s with a burst of 4, 8 lines of backlog.
 func DefaultFlood() FloodConfig { return FloodConfig{Rate: 2, Burst: 4, Backlog: 8, MaxDigests: 16} }
 
-// LoadIRCConfig reads a YAML file strictly (unknown keys fail), applies the
+// LoadConfig reads a YAML file strictly (unknown keys fail), applies the
 // defaults and validates.
-func LoadIRCConfig(file string) (IRCConfig, error) {
+func LoadConfig(file string) (Config, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return IRCConfig{}, fmt.Errorf("reading IRC config %s: %w", file, err)
+		return Config{}, fmt.Errorf("reading IRC config %s: %w", file, err)
 	}
-	cfg, err := ParseIRCConfig(b)
+	cfg, err := ParseConfig(b)
 	if err != nil {
-		return IRCConfig{}, fmt.Errorf("IRC config %s: %w", file, err)
+		return Config{}, fmt.Errorf("IRC config %s: %w", file, err)
 	}
 	return cfg, nil
 }
 
-// ParseIRCConfig decodes YAML strictly, applies defaults and validates.
-func ParseIRCConfig(b []byte) (IRCConfig, error) {
-	var cfg IRCConfig
+// ParseConfig decodes YAML strictly, applies defaults and validates.
+func ParseConfig(b []byte) (Config, error) {
+	var cfg Config
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
-		return IRCConfig{}, fmt.Errorf("%w: %w", ErrInvalidIRCConfig, err)
+		return Config{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
-		return IRCConfig{}, err
+		return Config{}, err
 	}
 	return cfg, nil
 }
 
-func (c *IRCConfig) applyDefaults() {
+func (c *Config) applyDefaults() {
 	if c.ReplicaID == "" {
 		h, _ := os.Hostname()
 		c.ReplicaID = fmt.Sprintf("%s-%d", h, os.Getpid())
@@ -278,7 +278,7 @@ func (c *IRCConfig) applyDefaults() {
 }
 
 // Validate checks the configuration after defaults.
-func (c *IRCConfig) Validate() error {
+func (c *Config) Validate() error {
 	var errs []string
 	add := func(f string, a ...any) { errs = append(errs, fmt.Sprintf(f, a...)) }
 	if len(c.Networks) == 0 {
@@ -362,7 +362,7 @@ func (c *IRCConfig) Validate() error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%w: %s", ErrInvalidIRCConfig, strings.Join(errs, "; "))
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(errs, "; "))
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package actions
+package irc
 
 import (
 	"os"
@@ -11,8 +11,8 @@ import (
 	"github.com/rcwatch/rcwatch/event"
 )
 
-func TestLoadIRCConfigExample(t *testing.T) {
-	cfg, err := LoadIRCConfig("../deploy/examples/irc.yaml")
+func TestLoadConfigExample(t *testing.T) {
+	cfg, err := LoadConfig("../../deploy/examples/irc.yaml")
 	require.NoError(t, err)
 	require.Len(t, cfg.Networks, 2)
 	lib := cfg.Networks[0]
@@ -25,7 +25,7 @@ func TestLoadIRCConfigExample(t *testing.T) {
 	require.Equal(t, 64, cfg.Networks[1].HostLen)
 }
 
-func TestParseIRCConfigErrors(t *testing.T) {
+func TestParseConfigErrors(t *testing.T) {
 	base := "networks:\n  - {name: n, host: h, nick: bot, channels: [{name: '#c'}]}\n"
 	tests := []struct {
 		name, yaml, want string
@@ -44,8 +44,8 @@ func TestParseIRCConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseIRCConfig([]byte(tt.yaml))
-			require.ErrorIs(t, err, ErrInvalidIRCConfig)
+			_, err := ParseConfig([]byte(tt.yaml))
+			require.ErrorIs(t, err, ErrInvalidConfig)
 			require.ErrorContains(t, err, tt.want)
 		})
 	}

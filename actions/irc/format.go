@@ -1,4 +1,4 @@
-package actions
+package irc
 
 import (
 	"strconv"
@@ -36,8 +36,8 @@ const (
 	colLightGrey = "15"
 )
 
-// IRCMaxLine is the protocol limit of one IRC line, prefix and CRLF included.
-const IRCMaxLine = 512
+// MaxLine is the protocol limit of one IRC line, prefix and CRLF included.
+const MaxLine = 512
 
 // FormatOptions control one line.
 type FormatOptions struct {
@@ -59,7 +59,7 @@ type FormatOptions struct {
 func TextBudget(nick, user string, hostLen int, channel string) int {
 	prefix := 1 + len(nick) + 1 + len(user) + 1 + hostLen + 1 // ":nick!user@host "
 	cmd := len("PRIVMSG ") + len(channel) + len(" :")
-	return IRCMaxLine - prefix - cmd - len("\r\n")
+	return MaxLine - prefix - cmd - len("\r\n")
 }
 
 // defaultTextBudget assumes a 30-byte nick, a 10-byte user with "~" and a

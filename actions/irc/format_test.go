@@ -1,4 +1,4 @@
-package actions
+package irc
 
 import (
 	"os"
@@ -25,7 +25,7 @@ func sampleAlert() *event.Alert {
 // The part of the line after "[rule] score " is byte-for-byte the legacy
 // irc.wikimedia.org format of the recorded fixture, with the user class added.
 func TestFormatAlertMatchesLegacyFeed(t *testing.T) {
-	raw, err := os.ReadFile("../testdata/fixtures/irc.rc-pmtpa.with-colour-codes.txt")
+	raw, err := os.ReadFile("../../testdata/fixtures/irc.rc-pmtpa.with-colour-codes.txt")
 	require.NoError(t, err)
 	_, ircLine, ok := strings.Cut(strings.TrimRight(string(raw), "\r\n"), "\t")
 	require.True(t, ok)

@@ -1,4 +1,4 @@
-package actions
+package irc
 
 import (
 	"fmt"
@@ -9,15 +9,15 @@ import (
 	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
 )
 
-// BenchmarkIRCAlertToLine publishes alerts to ALERTS at the configured flood
+// BenchmarkAlertToLine publishes alerts to ALERTS at the configured flood
 // rate and measures, at a second IRC client, the time from publish to the
 // received line (p50/p99). Real embedded NATS and ngircd:
 //
 //	go test ./actions -run '^$' -bench IRCAlertToLine -benchtime 60x
-func BenchmarkIRCAlertToLine(b *testing.B) {
+func BenchmarkAlertToLine(b *testing.B) {
 	for _, rate := range []float64{2, 20} {
 		b.Run(fmt.Sprintf("rate=%g", rate), func(b *testing.B) {
-			env := newIRCEnv(b, ircdtest.Options{})
+			env := newTestEnv(b, ircdtest.Options{})
 			watcher := ircdtest.Dial(b, env.irc.Addr, "patroller", "")
 			watcher.Join(b, "#alerts")
 			env.startWorker(b, env.config("rcbot", "#alerts"), WithFlood(rate, 4))

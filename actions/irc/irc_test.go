@@ -1,4 +1,4 @@
-package actions
+package irc
 
 import (
 	"context"
@@ -24,15 +24,15 @@ import (
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
-// ircEnv is a real NATS (embedded) and a real ngircd.
-type ircEnv struct {
+// testEnv is a real NATS (embedded) and a real ngircd.
+type testEnv struct {
 	nats *natstest.Server
 	js   jetstream.JetStream
 	kv   jetstream.KeyValue
 	irc  *ircdtest.Server
 }
 
-func newIRCEnv(t testing.TB, opts ircdtest.Options) *ircEnv {
+func newTestEnv(t testing.TB, opts ircdtest.Options) *testEnv {
 	t.Helper()
 	irc := ircdtest.Start(t, opts)
 	srv := natstest.Start(t)
@@ -41,27 +41,27 @@ func newIRCEnv(t testing.TB, opts ircdtest.Options) *ircEnv {
 	defer cancel()
 	kv, err := js.KeyValue(ctx, pipeline.BucketActions)
 	require.NoError(t, err)
-	return &ircEnv{nats: srv, js: js, kv: kv, irc: irc}
+	return &testEnv{nats: srv, js: js, kv: kv, irc: irc}
 }
 
 // config is a one-network configuration posting to channels on the test
 // server; every channel takes alerts that name it in their actions.
-func (e *ircEnv) config(nick string, channels ...string) IRCConfig {
-	cfg := IRCConfig{
+func (e *testEnv) config(nick string, channels ...string) Config {
+	cfg := Config{
 		ReplicaID: nick, LeaseTTL: 2 * time.Second, AckWait: 3 * time.Second,
-		Networks: []IRCNetworkConfig{{
+		Networks: []NetworkConfig{{
 			Name: "test", Host: "127.0.0.1", Port: e.irc.Port, Nick: nick,
 			ReconnectMin: 200 * time.Millisecond, ReconnectMax: time.Second,
 		}},
 	}
 	for _, ch := range channels {
-		cfg.Networks[0].Channels = append(cfg.Networks[0].Channels, IRCChannelConfig{Name: ch})
+		cfg.Networks[0].Channels = append(cfg.Networks[0].Channels, ChannelConfig{Name: ch})
 	}
 	return cfg
 }
 
 type runningWorker struct {
-	w    *IRCWorker
+	w    *Worker
 	reg  *prometheus.Registry
 	stop func()
 }
@@ -75,10 +75,10 @@ func testLogger(t testing.TB) zerolog.Logger {
 
 // startWorker runs a worker until the test ends and waits until it posts to
 // every alert channel (lease held, consumer created).
-func (e *ircEnv) startWorker(t testing.TB, cfg IRCConfig, opts ...IRCOption) *runningWorker {
+func (e *testEnv) startWorker(t testing.TB, cfg Config, opts ...Option) *runningWorker {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	w, err := NewIRCWorker(e.js, cfg, reg, testLogger(t), opts...)
+	w, err := New(pipeline.Deps{JS: e.js, Reg: reg, Log: testLogger(t)}, cfg, opts...)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -105,14 +105,14 @@ func (e *ircEnv) startWorker(t testing.TB, cfg IRCConfig, opts ...IRCOption) *ru
 // waitPoster waits until a replica (other than not, when set) holds the
 // channel's lease and its consumer exists. The server has no event for
 // either, so it polls.
-func (e *ircEnv) waitPoster(t testing.TB, network, channel, not string) string {
+func (e *testEnv) waitPoster(t testing.TB, network, channel, not string) string {
 	t.Helper()
 	return e.waitLease(t, network, channel, not, true)
 }
 
-func (e *ircEnv) waitLease(t testing.TB, network, channel, not string, consumer bool) string {
+func (e *testEnv) waitLease(t testing.TB, network, channel, not string, consumer bool) string {
 	t.Helper()
-	durable := "irc-" + keyToken(network) + "-" + keyToken(channel)
+	durable := durableName(network, channel)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -191,17 +191,17 @@ func digestCount(text string) int {
 // requireWireSafe checks a raw line as the server relayed it.
 func requireWireSafe(t testing.TB, raw string) {
 	t.Helper()
-	require.LessOrEqual(t, len(raw)+2, IRCMaxLine, "line with CRLF fits 512 bytes: %q", raw)
+	require.LessOrEqual(t, len(raw)+2, MaxLine, "line with CRLF fits 512 bytes: %q", raw)
 	require.True(t, utf8.ValidString(raw), "valid UTF-8: %q", raw)
 	require.NotContains(t, raw, "\x00")
 	require.NotContains(t, raw, "\r")
 	require.NotContains(t, raw, "\n")
 }
 
-// TestIRCPostsAlertLines: a second client receives each alert as one line
+// TestPostsAlertLines: a second client receives each alert as one line
 // with the legacy colours and the diff link; a plain channel gets no codes.
-func TestIRCPostsAlertLines(t *testing.T) {
-	env := newIRCEnv(t, ircdtest.Options{})
+func TestPostsAlertLines(t *testing.T) {
+	env := newTestEnv(t, ircdtest.Options{})
 	watcher := ircdtest.Dial(t, env.irc.Addr, "patroller", "")
 	watcher.Join(t, "#alerts")
 	watcher.Join(t, "#plain")
@@ -249,12 +249,12 @@ func TestIRCPostsAlertLines(t *testing.T) {
 	}
 }
 
-// TestIRCBurstObeysRateAndFolds: 100 alerts at once; the receive times obey
+// TestBurstObeysRateAndFolds: 100 alerts at once; the receive times obey
 // 2 lines/s with a burst of 4, a digest appears, and every alert is either
 // its own line or counted in a digest line.
-func TestIRCBurstObeysRateAndFolds(t *testing.T) {
+func TestBurstObeysRateAndFolds(t *testing.T) {
 	const total, rate, burst = 100, 2.0, 4
-	env := newIRCEnv(t, ircdtest.Options{})
+	env := newTestEnv(t, ircdtest.Options{})
 	watcher := ircdtest.Dial(t, env.irc.Addr, "patroller", "")
 	watcher.Join(t, "#alerts")
 	rw := env.startWorker(t, env.config("rcbot", "#alerts"), WithFlood(rate, burst))
@@ -333,10 +333,10 @@ func TestIRCBurstObeysRateAndFolds(t *testing.T) {
 	t.Logf("%d alerts → %d lines (%d single, %d digests folding %d) over %.1fs", total, len(msgs), len(singles), digests, folded, span)
 }
 
-// TestIRCHostileText: CR/LF, NUL and 600 bytes of multi-byte text give one
+// TestHostileText: CR/LF, NUL and 600 bytes of multi-byte text give one
 // well-formed line each, and the worker stays connected.
-func TestIRCHostileText(t *testing.T) {
-	env := newIRCEnv(t, ircdtest.Options{})
+func TestHostileText(t *testing.T) {
+	env := newTestEnv(t, ircdtest.Options{})
 	watcher := ircdtest.Dial(t, env.irc.Addr, "patroller", "")
 	watcher.Join(t, "#alerts")
 	env.startWorker(t, env.config("rcbot", "#alerts"))
@@ -383,10 +383,10 @@ func TestIRCHostileText(t *testing.T) {
 	}
 }
 
-// TestIRCControlChannel: trusted nicks mute and unmute rules (stored in KV,
+// TestControlChannel: trusted nicks mute and unmute rules (stored in KV,
 // with a TTL) and ask for status; others are ignored.
-func TestIRCControlChannel(t *testing.T) {
-	env := newIRCEnv(t, ircdtest.Options{})
+func TestControlChannel(t *testing.T) {
+	env := newTestEnv(t, ircdtest.Options{})
 	watcher := ircdtest.Dial(t, env.irc.Addr, "patroller", "")
 	watcher.Join(t, "#alerts")
 	op := ircdtest.Dial(t, env.irc.Addr, "oper", "")
@@ -394,7 +394,7 @@ func TestIRCControlChannel(t *testing.T) {
 	stranger := ircdtest.Dial(t, env.irc.Addr, "mallory", "")
 	stranger.Join(t, "#ops")
 	cfg := env.config("rcbot", "#alerts")
-	cfg.Networks[0].Control = &IRCControlConfig{Channel: "#ops", Trusted: []string{"oper"}}
+	cfg.Networks[0].Control = &ControlConfig{Channel: "#ops", Trusted: []string{"oper"}}
 	rw := env.startWorker(t, cfg)
 	env.waitLease(t, "test", "#ops", "", false)
 
@@ -435,10 +435,10 @@ func TestIRCControlChannel(t *testing.T) {
 	require.Len(t, watcher.Messages("#alerts"), 2, "the muted alert was never posted")
 }
 
-// TestIRCServerPassword: the password comes from a file; a wrong one keeps
+// TestServerPassword: the password comes from a file; a wrong one keeps
 // the worker out (and not ready), the right one lets it post.
-func TestIRCServerPassword(t *testing.T) {
-	env := newIRCEnv(t, ircdtest.Options{Password: "letmein"})
+func TestServerPassword(t *testing.T) {
+	env := newTestEnv(t, ircdtest.Options{Password: "letmein"})
 	dir := t.TempDir()
 	good, bad := dir+"/good", dir+"/bad"
 	require.NoError(t, os.WriteFile(good, []byte("letmein\n"), 0o600))
@@ -446,7 +446,7 @@ func TestIRCServerPassword(t *testing.T) {
 
 	cfg := env.config("badbot", "#locked")
 	cfg.Networks[0].ServerPassword = Secret{File: bad}
-	w, err := NewIRCWorker(env.js, cfg, prometheus.NewRegistry(), testLogger(t))
+	w, err := New(pipeline.Deps{JS: env.js, Reg: prometheus.NewRegistry(), Log: testLogger(t)}, cfg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

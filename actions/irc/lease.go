@@ -1,4 +1,4 @@
-package actions
+package irc
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rcwatch/rcwatch/actions"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
@@ -78,11 +78,11 @@ func (l *lease) Renew(ctx context.Context) error {
 	}
 	start := l.now()
 	val, _ := json.Marshal(leaseValue{Owner: l.owner, Since: start.UTC()})
-	newRev, err := kvPublishTTL(ctx, l.js, l.kv, l.key, val, l.ttl, rev)
+	newRev, err := pipeline.KVPutTTL(ctx, l.js, l.kv, l.key, val, l.ttl, rev)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSeq(err) {
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, pipeline.ErrRevisionMismatch) {
 			l.rev, l.validUntil = 0, time.Time{}
 			return fmt.Errorf("%w: %s", errLeaseLost, l.key)
 		}
@@ -115,40 +115,9 @@ func (l *lease) Release(ctx context.Context) error {
 	return nil
 }
 
-// kvPublishTTL writes key with a per-message TTL, expecting the key's last
-// revision to be rev (0: no expectation). The KV API can set a TTL only on
-// Create, so renewals and mutes publish to the bucket's subject directly.
-func kvPublishTTL(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string, val []byte, ttl time.Duration, rev uint64) (uint64, error) {
-	m := &nats.Msg{Subject: "$KV." + kv.Bucket() + "." + key, Data: val, Header: nats.Header{}}
-	opts := []jetstream.PublishOpt{jetstream.WithMsgTTL(ttl)}
-	if rev > 0 {
-		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
-	}
-	ack, err := js.PublishMsg(ctx, m, opts...)
-	if err != nil {
-		return 0, err
-	}
-	return ack.Sequence, nil
-}
-
-func isWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
-
-// keyToken maps a name (network, channel) to a KV-key and consumer-name
-// safe token that stays readable and cannot collide: the sanitised name
-// plus a short hash of the exact, case-folded name.
-func keyToken(s string) string {
-	s = strings.ToLower(s)
-	h := sha256.Sum256([]byte(s))
-	return pipeline.SubjectToken(strings.TrimLeft(s, "#&")) + "-" + hex.EncodeToString(h[:3])
-}
-
 // leaseKey is irc.lease.<network>.<channel>.
 func leaseKey(network, channel string) string {
-	return "irc.lease." + keyToken(network) + "." + keyToken(channel)
+	return "irc.lease." + actions.KeyToken(network) + "." + actions.KeyToken(channel)
 }
 
 // sentKey is the idempotency key of one alert in one channel.

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/rcwatch/rcwatch/actions"
+	"github.com/rcwatch/rcwatch/actions/edit"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
@@ -29,25 +29,25 @@ type editFlags struct {
 func (f *editFlags) register(fs *pflag.FlagSet, prefix string) {
 	fs.StringVar(&f.Config, prefix+"config", "", "edit worker configuration file (YAML, see docs/EDIT.md)")
 	fs.BoolVar(&f.Live, prefix+"live", false, "make real edits (default: dry-run, changes are only logged and audited)")
-	fs.StringVar(&f.OAuthTokenFile, prefix+"oauth-token-file", "", "file holding the OAuth 2 owner-only access token (else env "+actions.EnvEditOAuthToken+")")
-	fs.StringVar(&f.BotPasswordFile, prefix+"bot-password-file", "", "file holding the BotPassword secret (else env "+actions.EnvEditBotPassword+")")
+	fs.StringVar(&f.OAuthTokenFile, prefix+"oauth-token-file", "", "file holding the OAuth 2 owner-only access token (else env "+edit.EnvOAuthToken+")")
+	fs.StringVar(&f.BotPasswordFile, prefix+"bot-password-file", "", "file holding the BotPassword secret (else env "+edit.EnvBotPassword+")")
 }
 
-func (f *editFlags) load() (actions.EditConfig, actions.EditCredentials, error) {
-	cfg, err := actions.LoadEditConfig(f.Config)
+func (f *editFlags) load() (edit.Config, edit.Credentials, error) {
+	cfg, err := edit.LoadConfig(f.Config)
 	if err != nil {
-		return cfg, actions.EditCredentials{}, err
+		return cfg, edit.Credentials{}, err
 	}
 	if f.Live {
 		cfg.Live = true
 	}
-	creds, err := actions.LoadEditCredentials(os.Getenv, f.OAuthTokenFile, f.BotPasswordFile)
+	creds, err := edit.LoadCredentials(os.Getenv, f.OAuthTokenFile, f.BotPasswordFile)
 	if err != nil {
 		return cfg, creds, err
 	}
 	if cfg.Live && creds.Kind() == "" {
 		return cfg, creds, fmt.Errorf("live editing needs credentials: set %s or %s, or --oauth-token-file / --bot-password-file",
-			actions.EnvEditOAuthToken, actions.EnvEditBotPassword)
+			edit.EnvOAuthToken, edit.EnvBotPassword)
 	}
 	return cfg, creds, nil
 }
@@ -63,19 +63,13 @@ func (f *editFlags) stage(rt *runtime) (stage, error) {
 	if err != nil {
 		return stage{}, err
 	}
-	factory := actions.NewEditClientFactory(creds, mw, rt.log)
-	w, err := actions.NewEditWorker(rt.js, cfg, factory, rt.reg, rt.log, time.Now)
+	w, err := edit.New(rt.deps, cfg, edit.NewClientFactory(creds, mw, rt.log))
 	if err != nil {
 		return stage{}, err
 	}
 	rt.log.Info().Str("config", f.Config).Bool("live", cfg.Live).Str("auth", creds.Kind()).Msg("edit worker configured")
-	return stage{"edit", readyAlways{w}}, nil
+	return stage{"edit", w}, nil
 }
-
-// readyAlways is a stop-gap until the edit worker has its own Ready.
-type readyAlways struct{ *actions.EditWorker }
-
-func (readyAlways) Ready() error { return nil }
 
 func newActEditCmd() *cobra.Command {
 	var c commonFlags
@@ -87,7 +81,7 @@ func newActEditCmd() *cobra.Command {
 edit:<operation> actions of each alert under the bot policy: {{nobots}}/{{bots}}, a kill switch page,
 a talk-page stop, trusted users, one revert per (page, user) per 24 h, and one edit budget per bot
 account shared through NATS KV. Without --live it only logs and publishes to audit.edit.<wiki>
-what it would change. Credentials: env ` + actions.EnvEditOAuthToken + ` or ` + actions.EnvEditBotPassword + `,
+what it would change. Credentials: env ` + edit.EnvOAuthToken + ` or ` + edit.EnvBotPassword + `,
 or --oauth-token-file / --bot-password-file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -131,11 +125,11 @@ func newEditResetTalkCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("opening KV bucket %s: %w", pipeline.BucketActions, err)
 			}
-			client, err := actions.NewEditClientFactory(creds, nil, rt.log)(wiki, wc)
+			client, err := edit.NewClientFactory(creds, nil, rt.log)(wiki, wc)
 			if err != nil {
 				return err
 			}
-			if err := actions.ResetTalkStop(ctx, kv, client, wiki, wc.Account, time.Now()); err != nil {
+			if err := edit.ResetTalkStop(ctx, kv, client, wiki, wc.Account, rt.deps.Clock()()); err != nil {
 				return err
 			}
 			rt.log.Info().Str("wiki", wiki).Msg("talk-page stop reset; editing resumes at the next check")

@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/rcwatch/rcwatch/actions"
+	"github.com/rcwatch/rcwatch/actions/irc"
 )
 
 // ircFlags configure the IRC worker; the networks and channels live in a
@@ -28,25 +28,25 @@ func (f *ircFlags) register(fs *pflag.FlagSet, prefix string) {
 // stage builds the IRC actor on rt (used by `act irc` and, when an IRC
 // config is given, by `run`).
 func (f *ircFlags) stage(rt *runtime) (stage, error) {
-	cfg, err := actions.LoadIRCConfig(f.Config)
+	cfg, err := irc.LoadConfig(f.Config)
 	if err != nil {
 		return stage{}, err
 	}
 	if f.ReplicaID != "" {
 		cfg.ReplicaID = f.ReplicaID
 	}
-	var opts []actions.IRCOption
+	var opts []irc.Option
 	if f.Rate > 0 || f.Burst > 0 {
 		rate, burst := f.Rate, f.Burst
 		if rate <= 0 {
-			rate = actions.DefaultFlood().Rate
+			rate = irc.DefaultFlood().Rate
 		}
 		if burst <= 0 {
-			burst = actions.DefaultFlood().Burst
+			burst = irc.DefaultFlood().Burst
 		}
-		opts = append(opts, actions.WithFlood(rate, burst))
+		opts = append(opts, irc.WithFlood(rate, burst))
 	}
-	w, err := actions.NewIRCWorker(rt.js, cfg, rt.reg, rt.log, opts...)
+	w, err := irc.New(rt.deps, cfg, opts...)
 	if err != nil {
 		return stage{}, err
 	}

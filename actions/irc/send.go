@@ -1,0 +1,140 @@
+package irc
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// barrierTimeout bounds the wait for the PONG that confirms a line.
+const barrierTimeout = 15 * time.Second
+
+// sendLoop takes lines from the queue as the token bucket allows, writes
+// each and waits for the server to confirm it.
+func (n *network) sendLoop(ctx context.Context) {
+	defer n.queue.FailAll(errStopping, true)
+	for {
+		n.w.m.queue.WithLabelValues(n.cfg.Name).Set(float64(n.queue.Len()))
+		if n.queue.Len() == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.queue.wake:
+			}
+			continue
+		}
+		ok, wait := n.bucket.Take(n.w.now())
+		if !ok {
+			n.queue.markHeadDelayed()
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		it := n.queue.Pop()
+		if it == nil {
+			n.bucket.tokens = min(n.bucket.burst, n.bucket.tokens+1)
+			continue
+		}
+		n.send(it)
+	}
+}
+
+// send writes one line and finishes its alerts with the outcome.
+func (n *network) send(it *outItem) {
+	now := n.w.now()
+	c := n.channelByName(it.channel)
+	if c == nil || c.lease == nil || !c.lease.Valid(now) {
+		n.bucket.tokens = min(n.bucket.burst, n.bucket.tokens+1)
+		it.finish(outcome{err: errLeaseLost})
+		return
+	}
+	text := n.render(it, c)
+	err := n.writeLine(it.channel, text)
+	it.finish(outcome{sentAt: n.w.now(), err: err})
+	if err != nil {
+		n.log.Warn().Err(err).Str("channel", it.channel).Str("kind", it.kind.String()).Msg("line not confirmed; its alerts will be redelivered")
+		return
+	}
+	n.w.m.lines.WithLabelValues(n.cfg.Name, it.kind.String()).Inc()
+	n.sent.Add(1)
+	switch it.kind {
+	case itemDigest:
+		n.digests.Add(1)
+		n.folded.Add(int64(len(it.folded)))
+		n.w.m.folded.WithLabelValues(n.cfg.Name).Add(float64(len(it.folded)))
+	case itemAlert:
+		if it.delayed {
+			n.delayed.Add(1)
+			n.w.m.delayed.WithLabelValues(n.cfg.Name).Inc()
+		}
+	}
+}
+
+// textBudget is the byte budget of a message to channel with the current
+// nick: the 512-byte line limit with the relayed prefix, and girc's own
+// split threshold so that a line is never split in two.
+func (n *network) textBudget(channel string) int {
+	b := TextBudget(n.client.GetNick(), "~"+n.cfg.User, n.cfg.HostLen, channel)
+	split := n.client.MaxEventLength() - len("PRIVMSG ") - len(channel) - len(" :") - 1
+	return min(b, split)
+}
+
+func (n *network) render(it *outItem, c *channel) string {
+	opts := FormatOptions{Plain: c.cfg.Plain, ShowWiki: c.cfg.ShowWiki, MaxBytes: n.textBudget(it.channel)}
+	switch it.kind {
+	case itemAlert:
+		return FormatAlert(it.single.alert, opts)
+	case itemDigest:
+		return FormatDigest(it.dkind, it.dkey, len(it.folded), it.latest(), opts)
+	}
+	return FormatControl(it.text, opts.MaxBytes)
+}
+
+// writeLine sends a PRIVMSG followed by a PING with a unique token, and
+// returns once the PONG arrives: the server processes a client's commands in
+// order, so the PONG proves the line was received and relayed.
+func (n *network) writeLine(channel, text string) error {
+	n.mu.Lock()
+	if !n.connected {
+		n.mu.Unlock()
+		return errNotConnected
+	}
+	n.seq++
+	tok := "rcw" + strconv.FormatUint(n.seq, 10)
+	done := make(chan struct{})
+	n.pongs[tok] = done
+	disc := n.disc
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.pongs, tok)
+		n.mu.Unlock()
+	}()
+	n.client.Cmd.Message(channel, text)
+	n.client.Cmd.Ping(tok)
+	t := time.NewTimer(barrierTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-disc:
+		// The PONG is handled before the disconnect (girc runs the events
+		// read before the connection ended first), but both may be ready
+		// when this goroutine wakes, and select picks at random: a line the
+		// server confirmed is confirmed, or its alert is posted twice.
+		select {
+		case <-done:
+			return nil
+		default:
+		}
+		return errNotConnected
+	case <-t.C:
+		return fmt.Errorf("no PONG %v after a line to %s", barrierTimeout, channel)
+	}
+}
