@@ -96,12 +96,14 @@ func (c *Config) defaults() {
 type Ingester struct {
 	cfg Config
 	src Source
+	nc  *nats.Conn
 	js  jetstream.JetStream
 	m   *metrics
 	log zerolog.Logger
 	now func() time.Time
 
 	// set while running
+	maxData   int // the largest event published: MaxEventSize, or less to fit the server's max_payload
 	pub       *publisher
 	lastID    string // id of the newest frame handed to the publisher
 	held      *heldFrame
@@ -140,7 +142,7 @@ func New(d pipeline.Deps, cfg Config, src Source) (*Ingester, error) {
 	if _, err := parseSince(cfg.Since, now()); err != nil {
 		return nil, err
 	}
-	return &Ingester{cfg: cfg, src: src, js: js, m: m, log: d.Logger("ingest"), now: now,
+	return &Ingester{cfg: cfg, src: src, nc: d.NC, js: js, m: m, log: d.Logger("ingest"), now: now,
 		truncated: map[string]int{}}, nil
 }
 
@@ -180,7 +182,15 @@ func (in *Ingester) Run(ctx context.Context) error {
 			since = t.UTC().Format(time.RFC3339)
 		}
 	}
-	in.log.Info().Str("position", start).Str("since", since).Msg("ingest starting")
+	in.maxData = in.cfg.MaxEventSize
+	if mp := int(in.nc.MaxPayload()); mp > 0 && mp-headerRoom(mp) < in.maxData {
+		// A publish over the server's max_payload is refused by the client
+		// and would be retried forever: such events are dead-lettered.
+		in.maxData = mp - headerRoom(mp)
+		in.log.Warn().Int("server_max_payload", mp).Int("max_event_size", in.maxData).
+			Msg("NATS server's max_payload is below the event size limit; larger events go to the dead letter stream")
+	}
+	in.log.Info().Str("position", start).Str("since", since).Int("max_event_size", in.maxData).Msg("ingest starting")
 	in.lastID = start
 	in.pub = newPublisher(in.js, in.cfg.MaxInFlight, start, in.m, in.log, in.now)
 	in.started.Store(true)
@@ -215,7 +225,8 @@ func (in *Ingester) Run(ctx context.Context) error {
 // readLoop connects, reads and reconnects forever (capped exponential
 // backoff with full jitter, Retry-After honoured) until ctx ends.
 func (in *Ingester) readLoop(ctx context.Context, since string) {
-	failures := 0
+	failures, quiet := 0, 0
+	var lastWarn time.Time
 	for ctx.Err() == nil {
 		got := uint64(0)
 		in.frames = 0
@@ -244,7 +255,9 @@ func (in *Ingester) readLoop(ctx context.Context, since string) {
 			msg := reason + ": " + err.Error()
 			in.srcErr.Store(&msg)
 		}
-		if got > 0 && err == nil || got > 0 && errors.Is(err, ErrIdle) {
+		// Only frames with content are progress: a source that answers
+		// ":ok" and closes (got 1, frames 0) must back off, not be hammered.
+		if in.frames > 0 && err == nil || in.frames > 0 && errors.Is(err, ErrIdle) {
 			failures = 0 // a clean cut after progress (EventStreams does it every ~15 min)
 		} else {
 			failures++
@@ -253,8 +266,14 @@ func (in *Ingester) readLoop(ctx context.Context, since string) {
 		if se != nil && se.RetryAfter > wait {
 			wait = se.RetryAfter
 		}
-		in.log.Warn().Err(err).Str("reason", reason).Uint64("frames", got).Dur("reconnect_in", wait).
-			Str("last_event_id", in.lastID).Msg("SSE connection ended; reconnecting")
+		if now := in.now(); failures <= 1 || now.Sub(lastWarn) >= reconnectLogEvery {
+			in.log.Warn().Err(err).Str("reason", reason).Uint64("frames", got).Dur("reconnect_in", wait).
+				Int("failures_in_a_row", failures).Int("reconnects_not_logged", quiet).
+				Str("last_event_id", in.lastID).Msg("SSE connection ended; reconnecting (logged at most once a minute while failing)")
+			lastWarn, quiet = now, 0
+		} else {
+			quiet++
+		}
 		if wait > 0 {
 			t := time.NewTimer(wait)
 			select {
@@ -269,6 +288,10 @@ func (in *Ingester) readLoop(ctx context.Context, since string) {
 		}
 	}
 }
+
+// reconnectLogEvery rate-limits the reconnect warning while a source keeps
+// failing (rcwatch_ingest_reconnects_total counts every one).
+const reconnectLogEvery = time.Minute
 
 func (in *Ingester) backoff(failures int) time.Duration {
 	if failures == 0 {
@@ -301,14 +324,20 @@ func (in *Ingester) handle(ctx context.Context, f Frame) error {
 			return err
 		}
 	}
+	if string(f.Event) == EventTooLarge {
+		// The source dropped a frame over its size limit (it stands for it).
+		return in.deadLetter(ctx, Frame{ID: f.ID}, "too_large", fmt.Errorf("%w: SSE frame of %s bytes dropped by the source (over SSEConfig.MaxEventSize)",
+			event.ErrTooLarge, f.Data))
+	}
 	if ev := string(f.Event); ev != "" && ev != "message" {
 		return in.deadLetter(ctx, f, "event_"+pipeline.SubjectToken(ev), fmt.Errorf("SSE event %q: %.200s", ev, f.Data))
 	}
 	if len(f.Data) == 0 {
 		return in.deadLetter(ctx, f, "empty", errors.New("frame without data"))
 	}
-	if len(f.Data) > in.cfg.MaxEventSize {
-		return in.deadLetter(ctx, f, "too_large", fmt.Errorf("%w: %d bytes > %d", event.ErrTooLarge, len(f.Data), in.cfg.MaxEventSize))
+	if len(f.Data) > in.maxData {
+		return in.deadLetter(ctx, f, "too_large", fmt.Errorf("%w: %d bytes > %d (MaxEventSize %d, NATS server max_payload %d)",
+			event.ErrTooLarge, len(f.Data), in.maxData, in.cfg.MaxEventSize, in.nc.MaxPayload()))
 	}
 	var ev event.RecentChange
 	if err := event.DecodeInto(f.Data, &ev); err != nil {
@@ -382,6 +411,10 @@ func reasonOf(err error) string {
 
 const deadLetterKeep = 64 << 10
 
+// headerRoom is what a message's headers may take of the server's
+// max_payload (a dead letter's are under 3 KiB).
+func headerRoom(maxPayload int) int { return min(4<<10, maxPayload/4) }
+
 // deadLetter stores a bad frame on dlq.ingest (at most 64 KiB of it), logs
 // it once with its position, counts it, and advances past it.
 func (in *Ingester) deadLetter(ctx context.Context, f Frame, reason string, cause error) error {
@@ -390,8 +423,8 @@ func (in *Ingester) deadLetter(ctx context.Context, f Frame, reason string, caus
 	in.log.Error().Err(cause).Str("reason", reason).Str("frame_id", id).Int("bytes", len(f.Data)).
 		Msg("frame dead-lettered")
 	data := f.Data
-	if len(data) > deadLetterKeep {
-		data = data[:deadLetterKeep]
+	if keep := min(deadLetterKeep, in.maxData); len(data) > keep {
+		data = data[:keep]
 	}
 	msg := &nats.Msg{Subject: pipeline.DeadLetterSubject("ingest"), Data: data, Header: nats.Header{}}
 	msg.Header.Set(pipeline.HeaderReason, reason+": "+truncate(cause.Error(), 500))
