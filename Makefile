@@ -2,7 +2,7 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: test deps unit bench fuzz build rehearsal
+.PHONY: test deps unit bench fuzz build rehearsal e2e e2e-latency
 
 build:
 	$(GO) build -o bin/rcwatch ./cmd/rcwatch
@@ -28,3 +28,15 @@ fuzz:
 # 3-node NATS, two rcwatch processes per stage, a node and a replica killed.
 rehearsal: deps
 	$(GO) test -race -count=1 -tags rehearsal -timeout 15m ./internal/rehearsal
+
+# End to end from a real wiki's own RC feed (internal/e2e): the local MediaWiki
+# pushes its recent changes to `rcwatch replay --from-mediawiki-rcfeed`, and
+# `rcwatch run` (every stage on, edits live) is SIGKILLed and restarted.
+e2e: deps
+	$(GO) test -race -count=1 -tags e2e -timeout 10m ./internal/e2e
+
+# Latency from the wiki's edit to the IRC line and to the revert over
+# E2E_LATENCY_EDITS edits (docs/BENCHMARKS.md); no race detector.
+E2E_LATENCY_EDITS ?= 100
+e2e-latency: deps
+	E2E_LATENCY_EDITS=$(E2E_LATENCY_EDITS) $(GO) test -count=1 -tags e2e -timeout 20m -run TestLatency -v ./internal/e2e

@@ -65,7 +65,8 @@ type RCFeed struct {
 	m   rcfeedMetrics
 
 	mu     sync.Mutex
-	ring   [][]byte // ring[off % len] holds the event at offset off
+	ring   [][]byte    // ring[off % len] holds the event at offset off
+	times  []time.Time // meta.dt of each, for ?since=
 	next   int64    // offset of the next event
 	wake   chan struct{}
 	closed bool
@@ -111,7 +112,8 @@ func NewRCFeed(cfg RCFeedConfig, reg prometheus.Registerer, log zerolog.Logger) 
 			return nil, fmt.Errorf("registering RC feed metrics: %w", err)
 		}
 	}
-	return &RCFeed{cfg: cfg, log: log, m: m, ring: make([][]byte, cfg.Buffer), wake: make(chan struct{})}, nil
+	return &RCFeed{cfg: cfg, log: log, m: m, ring: make([][]byte, cfg.Buffer), times: make([]time.Time, cfg.Buffer),
+		wake: make(chan struct{})}, nil
 }
 
 // Topic is the topic of the SSE ids.
@@ -182,13 +184,14 @@ var (
 // Add converts one datagram and appends the event to the ring, waking the
 // SSE clients. It returns the event's offset.
 func (f *RCFeed) Add(datagram []byte) (int64, error) {
-	ev, err := f.Convert(datagram)
+	ev, dt, err := f.convert(datagram)
 	if err != nil {
 		return 0, err
 	}
 	f.mu.Lock()
 	off := f.next
 	f.ring[off%int64(len(f.ring))] = ev
+	f.times[off%int64(len(f.ring))] = dt
 	f.next++
 	wake := f.wake
 	f.wake = make(chan struct{})
@@ -207,17 +210,24 @@ func (f *RCFeed) Add(datagram []byte) (int64, error) {
 // drops the repeat). server_script_path "/" (what MediaWiki writes for an
 // empty $wgScriptPath) becomes "", as EventStreams would have it.
 func (f *RCFeed) Convert(datagram []byte) ([]byte, error) {
+	ev, _, err := f.convert(datagram)
+	return ev, err
+}
+
+// convert is Convert, also returning meta.dt.
+func (f *RCFeed) convert(datagram []byte) ([]byte, time.Time, error) {
+	var zero time.Time
 	if !utf8.Valid(datagram) {
-		return nil, errRCInvalidUTF8
+		return nil, zero, errRCInvalidUTF8
 	}
 	var m map[string]any
 	dec := json.NewDecoder(bytes.NewReader(datagram))
 	dec.UseNumber()
 	if err := dec.Decode(&m); err != nil || m == nil {
-		return nil, fmt.Errorf("%w: %v", errRCNotJSON, err)
+		return nil, zero, fmt.Errorf("%w: %v", errRCNotJSON, err)
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the object", errRCNotJSON)
+		return nil, zero, fmt.Errorf("%w: trailing data after the object", errRCNotJSON)
 	}
 	str := func(k string, required bool) (string, error) {
 		v, ok := m[k]
@@ -250,41 +260,41 @@ func (f *RCFeed) Convert(datagram []byte) ([]byte, error) {
 	}
 	wiki, err := str("wiki", true)
 	if err != nil {
-		return nil, err
+		return nil, zero, err
 	}
 	typ, err := str("type", true)
 	if err != nil {
-		return nil, err
+		return nil, zero, err
 	}
 	title, err := str("title", true)
 	if err != nil {
-		return nil, err
+		return nil, zero, err
 	}
 	serverURL, err := str("server_url", true)
 	if err != nil {
-		return nil, err
+		return nil, zero, err
 	}
 	scriptPath, err := str("server_script_path", false)
 	if err != nil {
-		return nil, err
+		return nil, zero, err
 	}
 	serverName, err := str("server_name", false)
 	if err != nil {
-		return nil, err
+		return nil, zero, err
 	}
 	rcid, hasID, err := num("id")
 	if err != nil {
-		return nil, err
+		return nil, zero, err
 	}
 	ts, hasTS, err := num("timestamp")
 	if err != nil {
-		return nil, err
+		return nil, zero, err
 	}
 	if _, _, err := num("namespace"); err != nil {
-		return nil, err
+		return nil, zero, err
 	}
 	if wiki == "" || typ == "" {
-		return nil, fmt.Errorf("%w: empty wiki or type", ErrRCFeedDatagram)
+		return nil, zero, fmt.Errorf("%w: empty wiki or type", ErrRCFeedDatagram)
 	}
 	if scriptPath == "/" {
 		scriptPath = ""
@@ -295,7 +305,7 @@ func (f *RCFeed) Convert(datagram []byte) ([]byte, error) {
 		domain = u.Hostname()
 	}
 	if domain == "" {
-		return nil, fmt.Errorf("%w: no host in server_url %q", ErrRCFeedDatagram, serverURL)
+		return nil, zero, fmt.Errorf("%w: no host in server_url %q", ErrRCFeedDatagram, serverURL)
 	}
 	if serverName == "" {
 		m["server_name"] = domain
@@ -349,9 +359,9 @@ func (f *RCFeed) Convert(datagram []byte) ([]byte, error) {
 	}
 	out, err := json.Marshal(m)
 	if err != nil {
-		return nil, fmt.Errorf("%w: re-encoding: %v", ErrRCFeedDatagram, err)
+		return nil, zero, fmt.Errorf("%w: re-encoding: %v", ErrRCFeedDatagram, err)
 	}
-	return out, nil
+	return out, dt, nil
 }
 
 // uuidFrom is a UUID-shaped (version 5 layout) id derived from key.
@@ -409,10 +419,33 @@ func (f *RCFeed) offsetOf(lastID string) (int64, error) {
 	return 0, fmt.Errorf("Last-Event-ID has no offset for topic %s", f.cfg.Topic)
 }
 
+// sinceOffset is the offset of the first event kept whose meta.dt is at or
+// after since (an RFC 3339 time or epoch milliseconds, as EventStreams takes).
+func (f *RCFeed) sinceOffset(since string) (int64, error) {
+	t, err := time.Parse(time.RFC3339Nano, since)
+	if err != nil {
+		ms, err2 := strconv.ParseInt(since, 10, 64)
+		if err2 != nil {
+			return 0, fmt.Errorf("since %q is neither RFC 3339 nor epoch milliseconds", since)
+		}
+		t = time.UnixMilli(ms)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	off := max(f.next-int64(len(f.ring)), 0)
+	for ; off < f.next; off++ {
+		if !f.times[off%int64(len(f.ring))].Before(t) {
+			break
+		}
+	}
+	return off, nil
+}
+
 // ServeHTTP serves the events as EventStreams does: ":ok", then one frame
 // per event ("event: message", "id: [{topic,partition,offset}]", "data:").
 // Without Last-Event-ID a client starts at new events (EventStreams' live
-// default); with one it resumes after that event, from the ring.
+// default), or with ?since= at the first event kept from that time on; with
+// a Last-Event-ID it resumes after that event, from the ring.
 func (f *RCFeed) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	f.m.clients.Inc()
 	defer f.m.clients.Dec()
@@ -423,8 +456,12 @@ func (f *RCFeed) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			httpError(w, http.StatusBadRequest, "bad_request", err.Error())
 			return
 		}
-	} else if req.URL.Query().Get("since") != "" {
-		off = 0 // the ring holds only recent events: all of them are "since"
+	} else if since := req.URL.Query().Get("since"); since != "" {
+		var err error
+		if off, err = f.sinceOffset(since); err != nil {
+			httpError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
 	}
 	flusher, _ := w.(http.Flusher)
 	h := w.Header()
