@@ -67,7 +67,7 @@ type RCFeed struct {
 	mu     sync.Mutex
 	ring   [][]byte    // ring[off % len] holds the event at offset off
 	times  []time.Time // meta.dt of each, for ?since=
-	next   int64    // offset of the next event
+	next   int64       // offset of the next event
 	wake   chan struct{}
 	closed bool
 }
