@@ -61,7 +61,7 @@ const (
 // maintenance tag; nothing twice, although rcwatch run is SIGKILLed once in
 // the middle and restarted.
 func TestEndToEnd(t *testing.T) {
-	e := setup(t, e2eRules, "{rate: 2, burst: 4, backlog: 1000}")
+	e := setup(t, e2eRules, "{rate: 2, burst: 4, backlog: 1000}", "")
 	w := e.wiki
 	w.Edit(t, w.Admin, vandalPage, article, "create")
 	w.Edit(t, w.Admin, typoPage, strings.Replace(article, "through", "thorugh", 1), "create")

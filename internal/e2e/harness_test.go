@@ -131,8 +131,9 @@ func freeUDP(tb testing.TB) string {
 	return addr
 }
 
-// setup starts everything but `rcwatch run`; rules is the rules file's text.
-func setup(tb testing.TB, rules string, flood string) *env {
+// setup starts everything but `rcwatch run`; rules is the rules file's text,
+// flood the IRC flood settings, settings PHP for the wiki's LocalSettings.
+func setup(tb testing.TB, rules, flood, settings string) *env {
 	tb.Helper()
 	e := &env{dir: tb.TempDir()}
 	udp := freeUDP(tb)
@@ -141,7 +142,7 @@ func setup(tb testing.TB, rules string, flood string) *env {
 	e.feedURL = "http://" + httpAddr + "/v2/stream/recentchange"
 	e.feedOps = "http://" + httpAddr + "/metrics"
 	waitHTTP(tb, e.feedOps, 30*time.Second)
-	e.wiki = mwtest.Start(tb, mwtest.Options{RCFeedUDP: udp})
+	e.wiki = mwtest.Start(tb, mwtest.Options{RCFeedUDP: udp, ExtraSettings: settings})
 	e.ircd = ircdtest.Start(tb, ircdtest.Options{})
 	e.watcher = ircdtest.Dial(tb, e.ircd.Addr, "patroller", "")
 	e.watcher.Join(tb, patrol)
