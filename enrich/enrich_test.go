@@ -2,7 +2,6 @@ package enrich_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/rcwatch/rcwatch/enrich"
 	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/internal/testbed/leaktest"
 	"github.com/rcwatch/rcwatch/internal/testbed/logtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
 	"github.com/rcwatch/rcwatch/mediawiki"
@@ -23,11 +23,8 @@ import (
 
 var wiki mwtest.Shared
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	wiki.Close()
-	os.Exit(code)
-}
+// The shared wiki is stopped before goleak looks for goroutines left behind.
+func TestMain(m *testing.M) { leaktest.Main(m, wiki.Close) }
 
 func editEvent(w *mwtest.Wiki, title, user string, oldRev, newRev int64) *event.RecentChange {
 	ev := &event.RecentChange{Meta: event.Meta{ID: "test-" + title}, Type: "edit", Title: title, User: user,

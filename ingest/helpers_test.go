@@ -11,22 +11,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/rcwatch/rcwatch/ingest"
 	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
+	"github.com/rcwatch/rcwatch/internal/testbed/leaktest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// http.Transport keeps idle connections' goroutines until they time out.
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
-}
+func TestMain(m *testing.M) { leaktest.Main(m) }
 
 // uniqueEvents returns n recorded events with distinct meta.ids.
 func uniqueEvents(tb testing.TB, n int) [][]byte { return fixtures.Unique(tb, n) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/cookiejar"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rcwatch/rcwatch/internal/testbed/leaktest"
 	"github.com/rcwatch/rcwatch/internal/testbed/logtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
 	"github.com/rcwatch/rcwatch/mediawiki"
@@ -23,11 +23,8 @@ import (
 // are not parallel; the others use their own pages.
 var wiki mwtest.Shared
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	wiki.Close()
-	os.Exit(code)
-}
+// The shared wiki is stopped before goleak looks for goroutines left behind.
+func TestMain(m *testing.M) { leaktest.Main(m, wiki.Close) }
 
 type env struct {
 	w    *mwtest.Wiki

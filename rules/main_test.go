@@ -3,10 +3,10 @@ package rules
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/rcwatch/rcwatch/internal/testbed/leaktest"
 )
 
 // A goroutine left behind by the engine or the stage fails the package.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leaktest.Main(m)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/rcwatch/rcwatch/ingest"
 	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
 	"github.com/rcwatch/rcwatch/internal/testbed/freeport"
+	"github.com/rcwatch/rcwatch/internal/testbed/leaktest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
@@ -39,9 +40,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building rcwatch: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	leaktest.Main(m, func() { os.RemoveAll(dir) })
 }
 
 // proc is an rcwatch process started by a test.
