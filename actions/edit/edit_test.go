@@ -471,7 +471,7 @@ func testStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	w.Edit(t, w.Admin, "Stops plain", "Text.", "create")
 	trustedBase := w.Edit(t, w.Other, "Stops trusted", "Text.", "create")
 	trustedRev := w.Edit(t, w.Admin, "Stops trusted", "Text by an admin.", "admin edit")
-	_, reg := e.start(e.config(true), nil, nil, "r1")
+	worker, reg := e.start(e.config(true), nil, nil, "r1")
 	rcBefore := botRCs(t, w)
 
 	for _, title := range []string{"Stops nobots", "Stops deny", "Stops allow others"} {
@@ -482,6 +482,7 @@ func testStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 		logs.await(t, mark, 5*time.Second, `"reason":"nobots"`, "edit skipped", title)
 	}
 	assert.Equal(t, 3.0, skippedCount(reg, SkipNoBots))
+	require.NoError(t, worker.Ready(), "consuming, and the only wiki not stopped")
 
 	// Trusted user (sysop): never reverted.
 	e.publish(e.alert("Stops trusted", "Admin", trustedBase, trustedRev, OpRevert), "")
@@ -497,6 +498,7 @@ func testStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	assert.Equal(t, SkipKillSwitch, a.Reason)
 	logs.await(t, mark, 5*time.Second, `"reason":"killswitch"`, `User:TestBot/Run reads \"false\"`)
 	assert.Equal(t, 1.0, skippedCount(reg, SkipKillSwitch))
+	require.ErrorContains(t, worker.Ready(), "testwiki (killswitch)", "editing stopped on every wiki: not ready")
 	w.Edit(t, w.Admin, "User:TestBot/Run", "true", "go")
 
 	// A message on the bot's talk page stops editing until reset.
@@ -509,6 +511,7 @@ func testStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	a = e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, SkipTalkPage, a.Reason, "the stop holds until an operator resets it")
 	assert.Equal(t, 2.0, skippedCount(reg, SkipTalkPage))
+	require.ErrorContains(t, worker.Ready(), "testwiki (talkpage)")
 	assert.Equal(t, rcBefore, botRCs(t, w), "no edit was made while stopped")
 
 	kv, err := e.js.KeyValue(context.Background(), pipeline.BucketActions)
@@ -519,6 +522,7 @@ func testStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	e.publish(e.alert("Stops plain", "Other User", 0, 0, OpTag), "")
 	a = e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, "edited", a.Result, "%+v", a)
+	require.NoError(t, worker.Ready(), "ready again once the stop is reset")
 }
 
 // The kill switch is read before the first edit and then at most every

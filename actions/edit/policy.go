@@ -16,8 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/rcwatch/rcwatch/actions"
 	"github.com/rcwatch/rcwatch/mediawiki"
+	"github.com/rcwatch/rcwatch/pipeline"
 )
 
 // Reasons an edit is skipped (the reason label of
@@ -228,7 +228,10 @@ type talkState struct {
 	At        time.Time `json:"at"`
 }
 
-func talkKey(wiki string) string { return "edit.talk." + actions.KeyToken(wiki) }
+// talkKey is edit.talk.<wiki>. Wiki ids are subject tokens already
+// (enwiki, zh_min_nanwiki), so the key is the id itself, as in earlier
+// releases: a talk-page stop recorded before an upgrade still holds.
+func talkKey(wiki string) string { return "edit.talk." + pipeline.SubjectToken(wiki) }
 
 // check returns "" when editing may go on, else the skip reason and a
 // detail. It reads the wiki at most every interval.

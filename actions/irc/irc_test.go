@@ -471,3 +471,40 @@ func TestServerPassword(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "rcbot", owner)
 }
+
+// TestFirstStartPostsEarlierAlerts (issue 11, item 3): alerts published
+// before the worker first started (the evaluator of a fresh `rcwatch run`
+// is quicker than the IRC connection) all reach the channel, each once; a
+// restarted worker repeats none of them.
+func TestFirstStartPostsEarlierAlerts(t *testing.T) {
+	const n = 20
+	env := newTestEnv(t, ircdtest.Options{})
+	watcher := ircdtest.Dial(t, env.irc.Addr, "patroller", "")
+	watcher.Join(t, "#alerts")
+	for i := range n {
+		publishAlert(t, env.js, testAlert("early", int64(8000+i), "#alerts"))
+	}
+	cfg := env.config("rcbot", "#alerts")
+	cfg.MaxAlertAge = 10 * time.Minute
+	// Every alert gets its own line (folding is not this test's subject).
+	cfg.Networks[0].Flood = FloodConfig{Rate: 20, Burst: 20, Backlog: 32, MaxDigests: 16}
+	rw := env.startWorker(t, cfg)
+	watcher.WaitMessages(t, "#alerts", n, 30*time.Second)
+	rw.stop()
+
+	// A restart: the consumer keeps its position; nothing is posted again.
+	rw2 := env.startWorker(t, cfg)
+	publishAlert(t, env.js, testAlert("early", 8100, "#alerts"))
+	msgs := watcher.WaitMessages(t, "#alerts", n+1, 30*time.Second)
+	rw2.stop()
+	counts := map[int64]int{}
+	for _, m := range watcher.Messages("#alerts") {
+		require.Equal(t, "rcbot", m.Nick)
+		counts[revOf(m.Text)]++
+	}
+	for i := range n {
+		require.Equal(t, 1, counts[int64(8000+i)], "alert %d published before the first start is posted once", 8000+i)
+	}
+	require.Equal(t, 1, counts[8100])
+	require.Len(t, msgs, n+1, "no repeated line")
+}
