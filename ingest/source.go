@@ -1,9 +1,11 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -87,7 +89,7 @@ func NewSSESource(cfg SSEConfig) (*SSESource, error) {
 		MaxIdleConns:          2,
 		IdleConnTimeout:       30 * time.Second,
 	}
-	return &SSESource{cfg: cfg, http: &http.Client{Transport: tr}}, nil
+	return &SSESource{cfg: cfg, http: &http.Client{Transport: limitFrames{tr, cfg.MaxEventSize}}}, nil
 }
 
 // DefaultUserAgent follows the Wikimedia User-Agent policy: it names the
@@ -108,6 +110,10 @@ func (s *SSESource) Stream(ctx context.Context, lastID, since string, handle fun
 		pu.RawQuery = q.Encode()
 		u = pu.String()
 	}
+	// The library fails the whole connection on a frame over its buffer
+	// ("bufio.Scanner: token too long") and a reconnect reads the same frame
+	// again, forever; limitFrames replaces such a frame by an
+	// EventTooLarge frame under the buffer size, so the stream moves past it.
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return fmt.Errorf("building the request to %s: %w", u, err)
@@ -137,7 +143,7 @@ func (s *SSESource) Stream(ctx context.Context, lastID, since string, handle fun
 	if s.cfg.IdleTimeout > 0 {
 		go watchIdle(ctx, cancel, activity, s.cfg.IdleTimeout)
 	}
-	err = readFrames(resp.Body, s.cfg.MaxEventSize, []byte(lastID), func(f Frame) error {
+	err = readFrames(resp.Body, s.cfg.MaxEventSize+tooLargeRoom, []byte(lastID), func(f Frame) error {
 		if ctx.Err() != nil {
 			return nil // ending: what the reader still holds is read again next time
 		}
@@ -195,4 +201,152 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
+}
+
+// EventTooLarge is the SSE event name of the frame that stands for a frame
+// over SSEConfig.MaxEventSize: its id is the dropped frame's id (when it
+// had one) and its data the dropped frame's size in bytes.
+const EventTooLarge = "rcwatch-frame-too-large"
+
+// tooLargeRoom is what the library's buffer holds beyond MaxEventSize: the
+// stand-in frame of a frame over it (an id line of up to 4 KiB, the rest).
+const tooLargeRoom = 8 << 10
+
+// limitFrames wraps the body of a successful response in a frameLimiter.
+type limitFrames struct {
+	rt  http.RoundTripper
+	max int
+}
+
+func (l limitFrames) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.rt.RoundTrip(req)
+	if err == nil && resp.StatusCode == http.StatusOK {
+		resp.Body = &frameLimiter{body: resp.Body, max: l.max, buf: make([]byte, 32<<10)}
+	}
+	return resp, err
+}
+
+// frameLimiter passes an SSE byte stream through frame by frame, holding
+// each frame until its blank line; a frame growing past max is dropped
+// (only its id line is kept, up to 4 KiB) and replaced by an EventTooLarge
+// frame, so that memory stays bounded and the stream goes on.
+type frameLimiter struct {
+	body io.ReadCloser
+	max  int
+	buf  []byte // read buffer
+	err  error  // of body, returned once out is empty
+
+	frame    []byte // the current frame's complete lines (not dropping)
+	line     int    // bytes of the current line so far (without its end)
+	head     []byte // the current line's first bytes while dropping (id detection)
+	id       []byte // the dropped frame's id line
+	dropping bool
+	size     int  // bytes of the dropped frame
+	prevCR   bool // the last byte was '\r' (a following '\n' ends no new line)
+	out      []byte
+}
+
+func (f *frameLimiter) Close() error { return f.body.Close() }
+
+func (f *frameLimiter) Read(p []byte) (int, error) {
+	for len(f.out) == 0 {
+		if f.err != nil {
+			return 0, f.err
+		}
+		n, err := f.body.Read(f.buf)
+		f.scan(f.buf[:n])
+		if err != nil {
+			// The connection ended inside a frame: pass on what came, as the
+			// library dispatches it (the ingester reads a cut frame again).
+			f.err = err
+			if f.dropping {
+				f.endFrame()
+			}
+			f.out = append(f.out, f.frame...)
+			f.frame = f.frame[:0]
+		}
+	}
+	n := copy(p, f.out)
+	f.out = f.out[n:]
+	if len(f.out) == 0 {
+		f.out = nil
+	}
+	return n, nil
+}
+
+// scan consumes b, moving complete frames (or their stand-ins) to out.
+func (f *frameLimiter) scan(b []byte) {
+	for len(b) > 0 {
+		i := bytes.IndexAny(b, "\r\n")
+		if i < 0 {
+			f.take(b)
+			f.line += len(b)
+			f.prevCR = false
+			return
+		}
+		eol := b[i]
+		crlf := eol == '\n' && i == 0 && f.prevCR
+		f.take(b[:i+1])
+		f.prevCR = eol == '\r'
+		lineLen := f.line + i
+		b = b[i+1:]
+		if crlf {
+			continue
+		}
+		if f.dropping && bytes.HasPrefix(f.head, []byte("id:")) {
+			f.id = append(f.id[:0], f.head...)
+		}
+		f.head, f.line = f.head[:0], 0
+		if lineLen == 0 { // a blank line: the frame ends
+			f.endFrame()
+		}
+	}
+}
+
+// take appends part of the current line to the frame, or counts it when the
+// frame is being dropped, starting to drop when the frame grows past max.
+func (f *frameLimiter) take(b []byte) {
+	if !f.dropping && len(f.frame)+len(b) > f.max {
+		f.dropping, f.size = true, len(f.frame)
+		f.id = f.id[:0]
+		for _, l := range bytes.FieldsFunc(f.frame, func(r rune) bool { return r == '\n' || r == '\r' }) {
+			if bytes.HasPrefix(l, []byte("id:")) {
+				f.id = append(f.id[:0], l...)
+			}
+		}
+		// The current line's start, for id detection.
+		start := len(f.frame) - f.line
+		if start < 0 {
+			start = 0
+		}
+		f.head = append(f.head[:0], f.frame[start:]...)
+		f.frame = f.frame[:0]
+	}
+	if f.dropping {
+		f.size += len(b)
+		if room := 4<<10 - len(f.head); room > 0 {
+			f.head = append(f.head, b[:min(room, len(b))]...)
+		}
+		f.head = bytes.TrimRight(f.head, "\r\n")
+		return
+	}
+	f.frame = append(f.frame, b...)
+}
+
+func (f *frameLimiter) endFrame() {
+	if f.dropping {
+		if len(f.id) > 4<<10 {
+			f.id = f.id[:4<<10]
+		}
+		if len(f.id) > 0 {
+			f.out = append(f.out, f.id...)
+			f.out = append(f.out, '\n')
+		}
+		f.out = append(f.out, "event: "+EventTooLarge+"\ndata: "+strconv.Itoa(f.size)+"\n\n"...)
+		f.dropping, f.size = false, 0
+		f.frame = f.frame[:0]
+		return
+	}
+	f.out = append(f.out, f.frame...)
+	f.frame = f.frame[:0]
 }
