@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -74,6 +75,20 @@ type Config struct {
 	Metrics *Metrics
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// LoginBackoffMin and LoginBackoffMax bound the wait after a failed
+	// BotPassword login before the next one is tried (capped exponential,
+	// jittered; defaults 5 s and 10 min): meanwhile every call fails at once
+	// with the last login error, so a wrong password costs one login POST
+	// per backoff, not one per call (the wiki's login throttle counts them).
+	LoginBackoffMin, LoginBackoffMax time.Duration
+	// MaxLoginFailures: after this many logins in a row refused for the
+	// credentials (default 5; negative: never stop), the client stops
+	// trying: calls fail with ErrLoginStopped until it is built again.
+	MaxLoginFailures int
+	// AllowInsecureAuth allows sending credentials (a BotPassword, an OAuth
+	// token) to a plain http:// APIURL on a host that is not loopback. Off,
+	// New refuses such a configuration with ErrInsecureAuth.
+	AllowInsecureAuth bool
 }
 
 // BackoffEvent describes one wait the server asked for.
@@ -176,6 +191,20 @@ type Client struct {
 	fetched  map[string]bool   // token types fetched at least once
 	loggedIn bool
 	loginMu  sync.Mutex // serialises logins
+	// under loginMu: the login backoff (see Config.LoginBackoffMin)
+	loginFails   int       // failed logins in a row
+	credFails    int       // of which refused for the credentials
+	loginRetryAt time.Time // no login before
+	loginErr     error     // the last login error
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // New validates cfg and returns a client. It does not contact the wiki.
@@ -216,6 +245,18 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.LoginBackoffMin <= 0 {
+		cfg.LoginBackoffMin = 5 * time.Second
+	}
+	if cfg.LoginBackoffMax <= 0 {
+		cfg.LoginBackoffMax = 10 * time.Minute
+	}
+	if cfg.MaxLoginFailures == 0 {
+		cfg.MaxLoginFailures = 5
+	}
+	if cfg.Auth != nil && u.Scheme == "http" && !cfg.AllowInsecureAuth && !isLoopback(u.Hostname()) {
+		return nil, fmt.Errorf("%w: APIURL %s is http:// on %s; use https:// (or set AllowInsecureAuth)", ErrInsecureAuth, cfg.APIURL, u.Hostname())
 	}
 	switch a := cfg.Auth.(type) {
 	case nil:
@@ -473,7 +514,7 @@ func (c *Client) roundTrip(ctx context.Context, cl call, p url.Values, out any) 
 		c.count(cl.action, "transport", start)
 		return fmt.Errorf("reading %s response from %s: %w", cl.action, c.host, &url.Error{Op: "read", URL: c.host, Err: err})
 	}
-	err = decodeResponse(resp.StatusCode, resp.Header, body, out, c.now())
+	err = c.scrub(decodeResponse(resp.StatusCode, resp.Header, body, out, c.now()))
 	result := "ok"
 	if err != nil {
 		result = errorCode(err)
@@ -483,6 +524,37 @@ func (c *Client) roundTrip(ctx context.Context, cl call, p url.Values, out any) 
 		return fmt.Errorf("%s on %s: %w", cl.action, c.host, err)
 	}
 	return nil
+}
+
+// scrub removes the configured secret from what a response's error keeps
+// (the field patterns of Redact are applied when decoding; this catches the
+// secret echoed anywhere else, raw or URL-encoded).
+func (c *Client) scrub(err error) error {
+	var secret string
+	switch a := c.cfg.Auth.(type) {
+	case BotPassword:
+		secret = a.Secret
+	case OAuth2:
+		secret = a.Token
+	}
+	if err == nil || secret == "" {
+		return err
+	}
+	clean := func(s string) string {
+		for _, v := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret)} {
+			s = strings.ReplaceAll(s, v, "[redacted]")
+		}
+		return s
+	}
+	var he *HTTPError
+	if errors.As(err, &he) {
+		he.Body = clean(he.Body)
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		ae.Info = clean(ae.Info)
+	}
+	return err
 }
 
 func (c *Client) count(action, result string, start time.Time) {
@@ -563,8 +635,49 @@ func (c *Client) Login(ctx context.Context) error {
 	return c.login(ctx)
 }
 
+// login logs in, unless the last failures ask to wait (or to stop): a
+// wrong BotPassword gave one login POST per call (per alert delivery).
 func (c *Client) login(ctx context.Context) error {
 	bp := c.cfg.Auth.(BotPassword)
+	now := c.now()
+	if c.cfg.MaxLoginFailures > 0 && c.credFails >= c.cfg.MaxLoginFailures {
+		return fmt.Errorf("%w: %d logins in a row as %s were refused; not trying again (fix the BotPassword and restart): %w",
+			ErrLoginStopped, c.credFails, bp.LoginName(), c.loginErr)
+	}
+	if now.Before(c.loginRetryAt) {
+		return fmt.Errorf("%w: not logging in again as %s before %s (%d failed logins in a row): %w",
+			ErrLoginFailed, bp.LoginName(), c.loginRetryAt.Format(time.RFC3339), c.loginFails, c.loginErr)
+	}
+	err := c.loginOnce(ctx, bp)
+	if err == nil {
+		c.loginFails, c.credFails, c.loginErr = 0, 0, nil
+		return nil
+	}
+	if ctx.Err() != nil {
+		return err // cancelled: not the wiki's answer
+	}
+	c.loginFails++
+	if errors.Is(err, ErrLoginFailed) {
+		c.credFails++
+	}
+	c.loginErr = err
+	d := c.cfg.LoginBackoffMin << min(c.loginFails-1, 20)
+	if d <= 0 || d > c.cfg.LoginBackoffMax {
+		d = c.cfg.LoginBackoffMax
+	}
+	d = d/2 + rand.N(d/2+1)
+	c.loginRetryAt = now.Add(d)
+	if c.cfg.MaxLoginFailures > 0 && c.credFails >= c.cfg.MaxLoginFailures {
+		c.log.Error().Err(err).Int("failures", c.loginFails).Object("auth", bp).
+			Msg("BotPassword login refused too many times in a row; not trying again until restarted")
+		return fmt.Errorf("%w: %w", ErrLoginStopped, err)
+	}
+	c.log.Warn().Err(err).Int("failures", c.loginFails).Object("auth", bp).Dur("retry_in", d).
+		Msg("login failed; calls fail at once until the next try")
+	return err
+}
+
+func (c *Client) loginOnce(ctx context.Context, bp BotPassword) error {
 	c.dropTokens()
 	// MediaWiki refuses action=login inside a BotPassword session
 	// (api-login-fail-badsessionprovider): start from no session.

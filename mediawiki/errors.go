@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,6 +68,13 @@ var (
 	// ErrLoginFailed: action=login did not succeed (wrong BotPassword, bad
 	// secret format, throttled). The secret is never in the message.
 	ErrLoginFailed = errors.New("mediawiki: login failed")
+	// ErrLoginStopped: logins failed Config.MaxLoginFailures times in a row
+	// for the credentials; the client does not try again (each try would
+	// count against the wiki's login throttle). It matches ErrLoginFailed.
+	ErrLoginStopped = fmt.Errorf("%w: stopped after repeated failures", ErrLoginFailed)
+	// ErrInsecureAuth: credentials would be sent over plain http:// to a
+	// host that is not loopback (Config.AllowInsecureAuth not set).
+	ErrInsecureAuth = errors.New("mediawiki: refusing to send credentials over plain http")
 	// ErrUnavailable: HTTP 503 (the server asked to come back later).
 	ErrUnavailable = errors.New("mediawiki: service unavailable")
 	// ErrInvalidRequest: the request was refused before sending (a bug in the caller).
@@ -182,7 +190,7 @@ func (r rawError) toAPIError() *APIError {
 	e := &APIError{Code: r.str("code"), Module: r.str("module")}
 	for _, k := range []string{"info", "text", "html", "key"} {
 		if s := r.str(k); s != "" {
-			e.Info = s
+			e.Info = Redact(s)
 			break
 		}
 	}
@@ -311,10 +319,28 @@ func parseLag(v string) time.Duration {
 	return time.Duration(n * float64(time.Second))
 }
 
+// snippet is what an error keeps of a body that is not an API answer: at
+// most 200 bytes, never verbatim — credential fields are redacted first
+// (a server that echoes the request in its error page would otherwise put
+// lgpassword=<secret> into every log line of the error).
 func snippet(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if len(b) > 200 {
-		b = b[:200]
+	s := Redact(strings.ToValidUTF8(string(bytes.TrimSpace(b)), "?"))
+	if len(s) > 200 {
+		s = strings.ToValidUTF8(s[:200], "")
 	}
-	return strings.ToValidUTF8(string(b), "?")
+	return s
+}
+
+// credentialRe matches a credential field and its value wherever it may
+// appear in text: form or query encoding (lgpassword=…&), JSON
+// ("lgtoken":"…"), headers (Authorization: Bearer …), HTML attributes.
+var (
+	credentialRe = regexp.MustCompile(`(?i)((?:lg|wp)?password|passwd|[a-z]*token|secret|authorization|access_token|oauth_[a-z_]+|cookie|session)(\\?["']?\s*(?:[:=]|%3[ad])\s*\\?["']?\s*(?:(?:bearer|basic)\s+)?)([^\s&"',;<>\\]+)`)
+	schemeRe     = regexp.MustCompile(`(?i)\b(bearer|basic)(\s+)([A-Za-z0-9._~+/=-]+)`)
+)
+
+// Redact replaces the value of every credential field in s by [redacted].
+func Redact(s string) string {
+	s = credentialRe.ReplaceAllString(s, "${1}${2}[redacted]")
+	return schemeRe.ReplaceAllString(s, "${1}${2}[redacted]")
 }
