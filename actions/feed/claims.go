@@ -160,7 +160,7 @@ func (f *Feed) alertAt(ctx context.Context, seq uint64) (*event.Alert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("feed: reading alert %d: %w", seq, err)
 	}
-	a, err := decodeAlert(m.Data)
+	a, err := decodeRaw(m.Data)
 	if err != nil {
 		return nil, ErrClaimUnknown
 	}

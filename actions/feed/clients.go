@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rcwatch/rcwatch/actions"
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
@@ -197,7 +198,7 @@ func (f *Feed) backfillStream(ctx context.Context, flt Filter, after uint64, sin
 			if md.NumPending == 0 || seq == upto {
 				done = true
 			}
-			a, err := decodeAlert(msg.Data())
+			a, err := actions.DecodeAlert(msg)
 			if err != nil || !flt.Match(a) {
 				continue
 			}

@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/rcwatch/rcwatch/actions"
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
@@ -246,8 +247,9 @@ func pendingSince(ctx context.Context, s jetstream.Stream, since time.Time) (uin
 	return info.NumPending, nil
 }
 
-// decodeAlert decodes an ALERTS message.
-func decodeAlert(data []byte) (*event.Alert, error) {
+// decodeRaw decodes an alert read by sequence (a raw stream message, which
+// actions.DecodeAlert, made for consumed messages, does not take).
+func decodeRaw(data []byte) (*event.Alert, error) {
 	if !utf8.Valid(data) {
 		return nil, event.ErrInvalidUTF8
 	}
@@ -317,14 +319,14 @@ func (f *Feed) readAlerts(ctx context.Context) error {
 			f.m.decodeErrors.WithLabelValues(pipeline.StreamAlerts).Inc()
 			continue
 		}
-		f.addAlert(md.Sequence.Stream, md.Timestamp, msg.Data())
+		a, err := actions.DecodeAlert(msg)
+		f.addAlert(md.Sequence.Stream, md.Timestamp, a, err)
 	}
 }
 
 // addAlert takes alert seq into the ring and the open map, and dispatches it.
-func (f *Feed) addAlert(seq uint64, at time.Time, data []byte) {
+func (f *Feed) addAlert(seq uint64, at time.Time, a *event.Alert, err error) {
 	f.m.alerts.Inc()
-	a, err := decodeAlert(data)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if seq <= f.seq {
@@ -336,7 +338,7 @@ func (f *Feed) addAlert(seq uint64, at time.Time, data []byte) {
 		f.log.Warn().Err(err).Uint64("seq", seq).Msg("feed: skipping an undecodable alert")
 		return
 	}
-	e := &entry{seq: seq, at: at, alert: a, class: ClassOf(a), data: data}
+	e := &entry{seq: seq, at: at, alert: a, class: ClassOf(a)}
 	if seq < f.ringFrom {
 		f.ringFrom = seq
 	}

@@ -13,7 +13,6 @@ type entry struct {
 	at    time.Time // the stream's time of the message
 	alert *event.Alert
 	class string
-	data  []byte // the alert's JSON as stored
 }
 
 // ring holds the most recent alerts in stream order (ascending sequence),
