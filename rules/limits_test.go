@@ -3,14 +3,20 @@ package rules
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rcwatch/rcwatch/pipeline"
 )
 
 // Hostile shapes are refused before parsing, with the limit named: a
@@ -202,4 +208,24 @@ func TestNonFiniteArithmetic(t *testing.T) {
 	ev := mustEvent(t, `{"meta":{"id":"a"},"type":"edit","length":{"old":0,"new":10}}`)
 	assert.Empty(t, e.Eval(context.Background(), ev, nil, t0))
 	assert.Equal(t, int64(1), e.Rules()[0].Errors)
+}
+
+// The same through the stage's hot reload of a rules directory (what killed
+// a running rcwatch run, embedded NATS included): the reload fails, is
+// reported, and the old rules keep evaluating.
+func TestStageReloadRefusesHostileFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(body), 0o644))
+	}
+	write("rules:\n  - id: r\n    severity: low\n    when: type == \"edit\"\n")
+	s, err := NewStage(pipeline.Deps{Reg: prometheus.NewRegistry(), Log: zerolog.Nop()}, StageConfig{Paths: []string{dir}}, nil)
+	require.NoError(t, err)
+	write("rules:\n  - id: r\n    severity: low\n    when: '" + strings.Repeat("(", 1_000_000) + "bot" + strings.Repeat(")", 1_000_000) + "'\n")
+	changed, err := s.Reload()
+	require.ErrorIs(t, err, ErrTooLarge)
+	assert.False(t, changed)
+	assert.Equal(t, 0.0, testutil.ToFloat64(s.Engine().m.reloadOK))
+	ev := mustEvent(t, `{"meta":{"id":"a"},"type":"edit"}`)
+	assert.Equal(t, []string{"r"}, alertRules(s.Engine().Eval(context.Background(), ev, nil, t0)))
 }
