@@ -22,6 +22,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/rcwatch/rcwatch/rules"
@@ -44,6 +45,8 @@ type config struct {
 	p                  params
 	minPrecision       float64
 	minRecall          float64
+	noCV               bool
+	threshold          float64
 	holdoutPos         int
 	holdoutNeg         int
 }
@@ -61,7 +64,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.StringVar(&c.cluebot, "cluebot", "testdata/cases/cluebot.dev.jsonl", "ClueBot NG text cases")
 	fs.StringVar(&c.out, "out", "rules/detect/model.json", "model file to write (\"\" to only report)")
 	fs.Var(&held, "heldout", "cases to score the final model on once (repeatable; report only)")
-	fs.Float64Var(&c.cluebotWeight, "cluebot-weight", 8, "weight of a ClueBot NG case against an ORES case")
+	fs.Float64Var(&c.cluebotWeight, "cluebot-weight", 1, "weight of a ClueBot NG case against an ORES case")
 	fs.IntVar(&c.folds, "folds", 5, "cross-validation folds")
 	fs.IntVar(&c.repeats, "repeats", 2, "cross-validation repeats of the ClueBot NG folds")
 	fs.IntVar(&c.boots, "bootstrap", 1000, "bootstrap resamples for the confidence intervals")
@@ -72,6 +75,9 @@ func run(args []string, stdout io.Writer) error {
 	fs.Float64Var(&c.p.MinHess, "min-hess", 3, "least hessian weight in a child")
 	fs.Float64Var(&c.p.Subsample, "subsample", 0.8, "share of rows each tree sees")
 	fs.Uint64Var(&c.p.Seed, "seed", 1, "random seed")
+	fs.Float64Var(&c.p.LinLambda, "linear-lambda", 2, "the linear stage's pull towards its prior weights")
+	fs.BoolVar(&c.noCV, "no-cv", false, "skip cross-validation: fit the final model only, with -threshold")
+	fs.Float64Var(&c.threshold, "threshold", 0, "with -no-cv: the alerting threshold to write")
 	fs.Float64Var(&c.minPrecision, "min-precision", 0.35, "the ClueBot NG bar: precision")
 	fs.Float64Var(&c.minRecall, "min-recall", 0.4, "the ClueBot NG bar: recall")
 	fs.IntVar(&c.holdoutPos, "holdout-pos", 22, "vandalism cases in the ClueBot NG held-out half (the threshold is picked to pass on samples of its shape)")
@@ -90,37 +96,14 @@ func run(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "training data: %s %d cases (%d vandalism); %s %d cases (%d vandalism), weight %g\n",
 		c.ores, len(ores), positives(ores), c.cluebot, len(cb), positives(cb), c.cluebotWeight)
-	fmt.Fprintf(stdout, "model: %d trees of depth %d, eta %g, lambda %g, min hessian %g, subsample %g, seed %d\n\n",
-		c.p.Trees, c.p.Depth, c.p.Eta, c.p.Lambda, c.p.MinHess, c.p.Subsample, c.p.Seed)
+	fmt.Fprintf(stdout, "model: %d trees of depth %d, eta %g, lambda %g, min hessian %g, subsample %g, seed %d; linear stage lambda %g\n\n",
+		c.p.Trees, c.p.Depth, c.p.Eta, c.p.Lambda, c.p.MinHess, c.p.Subsample, c.p.Seed, c.p.LinLambda)
 
-	// Cross-validation: ORES folds (all ClueBot NG cases in training), then
-	// repeated ClueBot NG folds (all ORES cases in training).
-	oresOOF := crossValidate(ores, 1, cb, c.cluebotWeight, 1, c)
-	cbOOF := crossValidate(cb, c.cluebotWeight, ores, 1, c.repeats, c)
-	oy := labels(ores)
-	fmt.Fprintf(stdout, "ORES dev, %d-fold cross-validation (out-of-fold scores):\n", c.folds)
-	fmt.Fprintf(stdout, "  ROC AUC %s\n  average precision %s\n", ci(oresOOF[0], oy, c, rules.ROCAUC), ci(oresOOF[0], oy, c, rules.AveragePrecision))
-	cy := labels(cb)
-	fmt.Fprintf(stdout, "ClueBot NG dev, %d-fold cross-validation x %d repeats (out-of-fold scores, repeat 1; repeat 2…):\n", c.folds, c.repeats)
+	th := c.threshold
+	if !c.noCV {
+		th = crossValidation(ores, cb, c, stdout)
+	}
 	par := func(s []float64, l []bool) float64 { return rules.PrecisionAtRecall(s, l, c.minRecall) }
-	for r, s := range cbOOF {
-		fmt.Fprintf(stdout, "  repeat %d: ROC AUC %s, average precision %s, precision at recall ≥ %.2f %s\n", r+1,
-			ci(s, cy, c, rules.ROCAUC), ci(s, cy, c, rules.AveragePrecision), c.minRecall, ci(s, cy, c, par))
-	}
-	th, pass := pickThreshold(cbOOF, cy, c)
-	fmt.Fprintf(stdout, "threshold %.3f: passes precision ≥ %.2f at recall ≥ %.2f in %.0f%% of stratified resamples of the held-out half's shape (%d/%d)\n",
-		th, c.minPrecision, c.minRecall, 100*pass, c.holdoutPos, c.holdoutNeg)
-	for r, s := range cbOOF {
-		p, rc := rules.PrecisionRecallAt(s, cy, th)
-		fmt.Fprintf(stdout, "  repeat %d at the threshold: precision %.3f recall %.3f\n", r+1, p, rc)
-	}
-	share := 0
-	for _, s := range oresOOF[0] {
-		if s >= th {
-			share++
-		}
-	}
-	fmt.Fprintf(stdout, "share of ORES dev edits (a random sample of enwiki edits) at or above it: %.3f\n\n", float64(share)/float64(len(ores)))
 
 	// The final model: everything.
 	var d dataset
@@ -128,8 +111,8 @@ func run(args []string, stdout io.Writer) error {
 	addAll(&d, cb, c.cluebotWeight)
 	m := fit(&d, c.p)
 	m.Threshold = math.Round(th*1000) / 1000
-	m.Note = fmt.Sprintf("go run ./cmd/rcwatch-train (ORES %s + ClueBot NG %s weight %g; %d trees, depth %d, eta %g, lambda %g, min hessian %g, subsample %g, seed %d)",
-		c.ores, c.cluebot, c.cluebotWeight, c.p.Trees, c.p.Depth, c.p.Eta, c.p.Lambda, c.p.MinHess, c.p.Subsample, c.p.Seed)
+	m.Note = fmt.Sprintf("go run ./cmd/rcwatch-train (ORES %s + ClueBot NG %s weight %g; %d trees, depth %d, eta %g, lambda %g, min hessian %g, subsample %g, seed %d; linear lambda %g)",
+		filepath.Base(c.ores), filepath.Base(c.cluebot), c.cluebotWeight, c.p.Trees, c.p.Depth, c.p.Eta, c.p.Lambda, c.p.MinHess, c.p.Subsample, c.p.Seed, c.p.LinLambda)
 	for _, h := range c.heldout {
 		ex, err := load(h)
 		if err != nil {
@@ -157,6 +140,43 @@ func run(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "wrote %s (%d trees, threshold %.3f)\n", c.out, len(m.Trees), m.Threshold)
 	return nil
+}
+
+// crossValidation reports the out-of-fold figures, ORES folds (all ClueBot
+// NG cases in training) and repeated ClueBot NG folds (all ORES cases in
+// training), and returns the threshold picked on the ClueBot NG scores.
+func crossValidation(ores, cb []example, c config, stdout io.Writer) float64 {
+	oresOOF := crossValidate(ores, 1, cb, c.cluebotWeight, 1, c)
+	cbOOF := crossValidate(cb, c.cluebotWeight, ores, 1, c.repeats, c)
+	oy := labels(ores)
+	fmt.Fprintf(stdout, "ORES dev, %d-fold cross-validation (out-of-fold scores):\n", c.folds)
+	fmt.Fprintf(stdout, "  ROC AUC %s\n  average precision %s\n", ci(oresOOF[0], oy, c, rules.ROCAUC), ci(oresOOF[0], oy, c, rules.AveragePrecision))
+	cy := labels(cb)
+	fmt.Fprintf(stdout, "ClueBot NG dev, %d-fold cross-validation x %d repeats (out-of-fold scores, repeat 1; repeat 2…):\n", c.folds, c.repeats)
+	par := func(s []float64, l []bool) float64 { return rules.PrecisionAtRecall(s, l, c.minRecall) }
+	for r, s := range cbOOF {
+		fmt.Fprintf(stdout, "  repeat %d: ROC AUC %s, average precision %s, precision at recall ≥ %.2f %s\n", r+1,
+			ci(s, cy, c, rules.ROCAUC), ci(s, cy, c, rules.AveragePrecision), c.minRecall, ci(s, cy, c, par))
+	}
+	th, pass := 0.5, 0.0
+	if len(cbOOF) > 0 {
+		th, pass = pickThreshold(cbOOF, cy, c)
+	}
+	fmt.Fprintf(stdout, "threshold %.3f: passes precision ≥ %.2f at recall ≥ %.2f in %.0f%% of stratified resamples of the held-out half's shape (%d/%d)\n",
+		th, c.minPrecision, c.minRecall, 100*pass, c.holdoutPos, c.holdoutNeg)
+	for r, s := range cbOOF {
+		p, rc := rules.PrecisionRecallAt(s, cy, th)
+		fmt.Fprintf(stdout, "  repeat %d at the threshold: precision %.3f recall %.3f\n", r+1, p, rc)
+	}
+	share := 0
+	for _, s := range oresOOF[0] {
+		if s >= th {
+			share++
+		}
+	}
+	fmt.Fprintf(stdout, "share of ORES dev edits (a random sample of enwiki edits) at or above it: %.3f\n\n", float64(share)/float64(len(ores)))
+
+	return th
 }
 
 type example struct {

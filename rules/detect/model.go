@@ -115,7 +115,8 @@ func Inputs(f Features) [numInputs]float64 {
 		x[inLinksAdded] = float64(min(f.LinksAdded, 10))
 	}
 	if f.PageAge > 0 {
-		x[inLogPageAge] = math.Log10(f.PageAge / 86400)
+		// log10 of the age in days, centred on about 3 years.
+		x[inLogPageAge] = math.Log10(f.PageAge/86400) - 3
 	}
 	return x
 }
@@ -177,20 +178,45 @@ func (t Tree) Eval(x []float64) float64 {
 	}
 }
 
-// Model is a gradient-boosted tree ensemble: score = σ(Base + Σ tree(x)).
+// Model is a gradient-boosted tree ensemble with a linear stage:
+// score = σ(Base + Σ tree(x) + [text known] (TextBias + Σ Linear[i]·x[i])).
+// The trees learn from ORES's large set (the user and ORES's nine
+// features); the linear stage adds what only the ClueBot NG cases with text
+// can teach (the summary and the text signals), with few enough parameters
+// for 28 vandal edits. A missing (NaN) input adds nothing to the linear
+// stage, and the stage applies only when the text is known
+// (TextInput is not NaN).
 type Model struct {
-	Inputs    []string `json:"inputs"`    // input names, in order (must match InputNames)
-	Base      float64  `json:"base"`      // the initial log-odds
-	Threshold float64  `json:"threshold"` // the default rule pack's alerting threshold
-	Trees     []Tree   `json:"trees"`
-	Note      string   `json:"note,omitempty"` // how it was trained
+	Inputs    []string  `json:"inputs"`    // input names, in order (must match InputNames)
+	Base      float64   `json:"base"`      // the initial log-odds
+	Threshold float64   `json:"threshold"` // the default rule pack's alerting threshold
+	Trees     []Tree    `json:"trees"`
+	TextBias  float64   `json:"text_bias"`
+	Linear    []float64 `json:"linear,omitempty"` // per input (0: not in the stage)
+	Note      string    `json:"note,omitempty"`   // how it was trained
 }
 
-// Logit is Base + Σ tree(x).
+// TextInput is the input whose presence means the text (and summary) is
+// known: the linear stage applies only then.
+const TextInput = inNoSummary
+
+// Linear inputs: the ones the trees do not split on (they are unknown in
+// ORES's set) and the linear stage weighs.
+func IsLinearInput(i int) bool { return i >= inNoSummary }
+
+// Logit is Base + Σ tree(x) + the linear stage.
 func (m *Model) Logit(x []float64) float64 {
 	z := m.Base
 	for _, t := range m.Trees {
 		z += t.Eval(x)
+	}
+	if len(m.Linear) == len(x) && !math.IsNaN(x[TextInput]) {
+		z += m.TextBias
+		for i, w := range m.Linear {
+			if w != 0 && !math.IsNaN(x[i]) {
+				z += w * x[i]
+			}
+		}
 	}
 	return z
 }
@@ -210,6 +236,9 @@ func (m *Model) Check() error {
 		if n != inputNames[i] {
 			return fmt.Errorf("model input %d is %q, the code's %q", i, n, inputNames[i])
 		}
+	}
+	if len(m.Linear) != 0 && len(m.Linear) != numInputs {
+		return fmt.Errorf("model has %d linear weights, the code %d inputs", len(m.Linear), numInputs)
 	}
 	for k, t := range m.Trees {
 		if len(t) == 0 {
@@ -255,8 +284,10 @@ var DefaultThreshold = defaultModel.Threshold
 // probability of vandalism under the embedded model, over what is known at
 // edit time about the performer (anonymous, bot or sysop, account age), the
 // edit summary, the page's age and the text signals of the diff. Bots score 0.
+// Without the diff (ORESKnown false: the enricher could not fetch it) there
+// is nothing to judge and the score is 0: the user alone is not a verdict.
 func VandalismScore(f Features) float64 {
-	if f.Bot {
+	if f.Bot || !f.ORESKnown {
 		return 0
 	}
 	return defaultModel.Score(f)

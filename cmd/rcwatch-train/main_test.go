@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rcwatch/rcwatch/rules"
+	"github.com/rcwatch/rcwatch/rules/detect"
+)
+
+// TestModelIsReproducible refits the final model from the committed cases
+// (no cross-validation, the committed threshold) and checks that the
+// committed rules/detect/model.json is byte for byte what the command writes.
+func TestModelIsReproducible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains the model (some seconds)")
+	}
+	want, err := os.ReadFile("../../rules/detect/model.json")
+	require.NoError(t, err)
+	var m detect.Model
+	require.NoError(t, json.Unmarshal(want, &m))
+	out := filepath.Join(t.TempDir(), "model.json")
+	var report bytes.Buffer
+	require.NoError(t, run([]string{"-ores", "../../testdata/cases/ores.dev.jsonl.bz2", "-cluebot", "../../testdata/cases/cluebot.dev.jsonl",
+		"-no-cv", "-threshold", formatFloat(m.Threshold), "-out", out}, &report))
+	got, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(want, got), "rules/detect/model.json is not what go run ./cmd/rcwatch-train writes")
+}
+
+func formatFloat(f float64) string { b, _ := json.Marshal(f); return string(b) }
+
+func TestRunErrors(t *testing.T) {
+	var out bytes.Buffer
+	assert.Error(t, run([]string{"-ores", filepath.Join(t.TempDir(), "missing.jsonl")}, &out))
+	assert.Error(t, run([]string{"-trees", "x"}, &out))
+}
+
+// TestFit: on synthetic data where one input decides and another is noise,
+// with a third missing in half the rows, the ensemble separates the classes,
+// sends missing values somewhere sound, and is deterministic.
+func TestFit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var d dataset
+	var y []bool
+	for i := 0; i < 2000; i++ {
+		x := make([]float64, detect.NumInputs)
+		for j := range x {
+			x[j] = math.NaN()
+		}
+		v := rng.Float64()
+		x[1] = v             // words_added decides
+		x[2] = rng.Float64() // noise
+		vandal := v > 0.8 != (rng.Float64() < 0.05)
+		if i%2 == 0 {
+			x[detect.TextInput] = 0 // text known: the linear stage applies
+		}
+		d.add(x, vandal, 1)
+		y = append(y, vandal)
+	}
+	p := params{Trees: 50, Depth: 3, Eta: 0.1, Lambda: 1, MinHess: 1, Subsample: 0.8, Seed: 1, LinLambda: 2}
+	m := fit(&d, p)
+	require.NoError(t, m.Check())
+	s := make([]float64, len(d.X))
+	for i, x := range d.X {
+		s[i] = detect.Sigmoid(m.Logit(x))
+	}
+	assert.Greater(t, rules.ROCAUC(s, y), 0.9)
+	for _, tr := range m.Trees {
+		for _, n := range tr {
+			if n.Left != 0 {
+				assert.False(t, detect.IsLinearInput(n.Feature), "the trees do not split on the linear stage's inputs")
+			}
+		}
+	}
+	m2 := fit(&d, p)
+	a, _ := json.Marshal(m)
+	b, _ := json.Marshal(m2)
+	assert.Equal(t, string(a), string(b), "deterministic for a seed")
+}
+
+func TestSolve(t *testing.T) {
+	x := solve([][]float64{{2, 1}, {1, 3}}, []float64{3, 5})
+	assert.InDelta(t, 0.8, x[0], 1e-12)
+	assert.InDelta(t, 1.4, x[1], 1e-12)
+}
