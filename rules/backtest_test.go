@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"compress/bzip2"
 	"context"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -17,7 +19,11 @@ func readItemsFile(tb testing.TB, path string) []Item {
 	f, err := os.Open(path)
 	require.NoError(tb, err)
 	defer f.Close()
-	items, err := ReadItems(f)
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".bz2") {
+		r = bzip2.NewReader(f)
+	}
+	items, err := ReadItems(r)
 	require.NoError(tb, err)
 	return items
 }
