@@ -196,7 +196,7 @@ func (s *Stage) followDisabled(ctx context.Context, wg *sync.WaitGroup) (stop fu
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := s.engine.WatchDisabled(wctx, kv, s.log, ready); err != nil {
+		if err := s.engine.WatchDisabled(wctx, kv, s.log, ready); err != nil && wctx.Err() == nil {
 			s.log.Error().Err(err).Msg("auto-disabled rules are not remembered across restarts")
 		}
 	}()

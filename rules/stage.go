@@ -216,6 +216,9 @@ func (s *Stage) Run(ctx context.Context) error {
 	if s.cfg.KVLists {
 		kv, err := s.js.KeyValue(ctx, pipeline.BucketRules)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // cancelled during start-up: a normal stop
+			}
 			return fmt.Errorf("opening KV bucket %s for lists: %w", pipeline.BucketRules, err)
 		}
 		ready := make(chan struct{})
@@ -224,7 +227,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.engine.WatchLists(wctx, kv, s.log, ready); err != nil {
+			if err := s.engine.WatchLists(wctx, kv, s.log, ready); err != nil && wctx.Err() == nil {
 				s.log.Error().Err(err).Msg("list entries from KV are not followed")
 			}
 		}()
@@ -239,6 +242,9 @@ func (s *Stage) Run(ctx context.Context) error {
 	if ferr != nil {
 		stopWatch()
 		wg.Wait()
+		if ctx.Err() != nil {
+			return nil // cancelled during start-up: a normal stop
+		}
 		return ferr
 	}
 	if len(s.cfg.Paths) > 0 {

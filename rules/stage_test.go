@@ -19,6 +19,7 @@ import (
 
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
+	"github.com/rcwatch/rcwatch/internal/testbed/logtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
@@ -142,11 +143,7 @@ rules:
 		for _, ev := range evs {
 			data, err := json.Marshal(ev)
 			require.NoError(t, err)
-			m := nats.NewMsg(pipeline.RecentChangeSubject(ev.Wiki, ev.Type))
-			m.Data = data
-			m.Header.Set(jetstream.MsgIDHeader, ev.Meta.ID)
-			_, err = js.PublishMsg(ctx, m)
-			require.NoError(t, err)
+			natstest.Publish(t, js, pipeline.RecentChangeSubject(ev.Wiki, ev.Type), ev.Meta.ID, data)
 		}
 	}
 	publish()
@@ -163,14 +160,7 @@ rules:
 		done := make(chan error, 1)
 		go func() { done <- s.Run(rctx) }()
 		// Wait until the consumer has acked everything.
-		require.Eventually(t, func() bool {
-			c, err := js.Consumer(ctx, pipeline.StreamRecentChange, durable)
-			if err != nil {
-				return false
-			}
-			info, err := c.Info(ctx)
-			return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-		}, 30*time.Second, 20*time.Millisecond)
+		natstest.WaitConsumerDone(t, js, pipeline.StreamRecentChange, durable, 30*time.Second)
 		stop()
 		require.NoError(t, <-done)
 	}
@@ -315,4 +305,29 @@ rules:
 
 	require.NoError(t, RemoveListEntry(ctx, kv, "watched", "Main Page"))
 	require.Eventually(t, func() bool { return len(eval("Main Page", "")) == 0 }, 10*time.Second, 10*time.Millisecond)
+}
+
+// Cancelling the stage at any point of its start-up (opening the rules KV
+// bucket for the lists and the disabled rules, reading them, creating the
+// consumer) is a normal stop: Run returns nil, as on a cancel while running.
+func TestStageCancelDuringStartUp(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	log, logs := logtest.New(t)
+	rulesYAML := "rules:\n  - id: bots\n    when: bot\n    severity: info\n"
+	for i, after := range []time.Duration{-1, 0, 50 * time.Microsecond, 200 * time.Microsecond, time.Millisecond,
+		2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond} {
+		s, err := NewStage(pipeline.Deps{JS: js, Reg: prometheus.NewRegistry(), Log: log},
+			StageConfig{Default: []Source{src("r.yaml", rulesYAML)}, KVLists: true, Durable: "startup-" + strconv.Itoa(i)}, nil)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		if after < 0 {
+			cancel() // before Run
+		} else {
+			time.AfterFunc(after, cancel)
+		}
+		assert.NoError(t, s.Run(ctx), "cancelled %s into start-up", after)
+		cancel()
+	}
+	assert.Empty(t, logs.Matching(`"level":"error"`), "a stop is not an error")
 }
