@@ -179,4 +179,3 @@ func metric(tb testing.TB, url, name string) float64 {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return 0
 }
-

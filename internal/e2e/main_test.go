@@ -89,7 +89,6 @@ func (p *proc) stop(tb testing.TB, sig syscall.Signal, within time.Duration) err
 	}
 }
 
-
 func writeFile(tb testing.TB, dir, name, content string) string {
 	tb.Helper()
 	p := filepath.Join(dir, name)
