@@ -134,8 +134,9 @@ type RunnerConfig struct {
 	// WatchInterval is how often the consumer and its stream are checked:
 	// pending gauge, stall watchdog, retention (default 2s).
 	WatchInterval time.Duration
-	// StallAfter: with messages pending and none delivered for this long,
-	// the pull is restarted and the stage is not ready (default 5s).
+	// StallAfter: with messages pending, none held by the stage and none
+	// delivered for this long, the stage is stalled: logged, counted, not
+	// ready (default 5s).
 	StallAfter time.Duration
 	// Heartbeat is the idle heartbeat of pull requests (default 1s; a pull
 	// request expires after 5 heartbeats). Two missed heartbeats make the
@@ -155,9 +156,8 @@ type Runner struct {
 	m       *runnerMetrics
 	now     func() time.Time
 
-	restart      chan struct{} // the watchdog asks the puller to pull afresh
-	lastDelivery atomic.Int64  // unix ns of the newest delivery or handler end (or of the start)
-	inflight     atomic.Int64  // messages taken from the iterator and not yet acknowledged
+	lastDelivery atomic.Int64 // unix ns of the newest delivery or handler end (or of the start)
+	inflight     atomic.Int64 // messages taken from the iterator and not yet acknowledged
 	consuming    atomic.Bool
 	stalled      atomic.Bool
 	hi           uint64 // highest stream sequence delivered (puller only)
@@ -249,7 +249,7 @@ func NewRunner(d Deps, cfg RunnerConfig, h Handler) (*Runner, error) {
 		}),
 		stalls: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rcwatch_stage_pull_stalls_total",
-			Help: "Times the watchdog restarted the pull: messages pending and none delivered for StallAfter.",
+			Help: "Times the consumer was found stalled: messages pending, none held and none delivered for StallAfter.",
 		}),
 	}
 	if reg != nil {
@@ -261,8 +261,7 @@ func NewRunner(d Deps, cfg RunnerConfig, h Handler) (*Runner, error) {
 			}
 		}
 	}
-	return &Runner{cfg: cfg, js: js, handler: h, log: d.Logger(cfg.Stage), m: m, now: d.Clock(),
-		restart: make(chan struct{}, 1)}, nil
+	return &Runner{cfg: cfg, js: js, handler: h, log: d.Logger(cfg.Stage), m: m, now: d.Clock()}, nil
 }
 
 // Consumer creates or updates the durable consumer and returns it.
@@ -415,8 +414,8 @@ func (r *Runner) started(ctx context.Context, cons jetstream.Consumer) {
 }
 
 // pull hands messages to the workers until ctx ends (then it drains the
-// iterator: the messages already fetched are still handled), the watchdog
-// asks for a fresh pull (it returns nil), or the iterator fails for good. A
+// iterator: the messages already fetched are still handled) or the
+// iterator fails for good. A
 // missed heartbeat is not fatal: the iterator issues a new pull request.
 func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- delivery) error {
 	hb := r.cfg.Heartbeat
@@ -427,17 +426,6 @@ func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- 
 	}
 	stop := context.AfterFunc(ctx, iter.Drain)
 	defer stop()
-	var restarting atomic.Bool
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-r.restart:
-			restarting.Store(true)
-			iter.Drain()
-		case <-done:
-		}
-	}()
 	filtered := len(r.cfg.FilterSubjects) > 0
 	for {
 		msg, err := iter.Next()
@@ -452,7 +440,7 @@ func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- 
 			}
 			work <- delivery{msg: msg, md: md}
 		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			if ctx.Err() != nil || restarting.Load() {
+			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("pulling from %s: iterator closed", r.cfg.Durable)
@@ -665,24 +653,22 @@ func (r *Runner) watch(ctx context.Context, cons jetstream.Consumer, consCh <-ch
 	}
 }
 
-// checkStall restarts the pull when messages wait, the stage holds none
-// (no handler running, none queued), and nothing was delivered or handled
-// for StallAfter (a pull request lost
-// between client and server would otherwise hold the stage until the
-// client misses two heartbeats).
+// checkStall reports a stall when messages wait, the stage holds none (no
+// handler running, none queued), and nothing was delivered or handled for
+// StallAfter. It does not restart the pull: stopping an iterator drops the
+// messages already on their way to it, which then wait out AckWait (30s);
+// a lost pull request is recovered by the client after two missed
+// heartbeats (Heartbeat, 1s).
 func (r *Runner) checkStall(ci *jetstream.ConsumerInfo) {
 	idle := r.now().Sub(time.Unix(0, r.lastDelivery.Load()))
 	if ci.NumPending == 0 || r.inflight.Load() > 0 || idle < r.cfg.StallAfter {
 		r.stalled.Store(false)
 		return
 	}
-	r.stalled.Store(true)
-	r.m.stalls.Inc()
-	r.log.Warn().Uint64("pending", ci.NumPending).Int("waiting_pulls", ci.NumWaiting).Dur("idle", idle).
-		Msg("messages pending and none delivered; pulling afresh")
-	select {
-	case r.restart <- struct{}{}:
-	default:
+	if !r.stalled.Swap(true) {
+		r.m.stalls.Inc()
+		r.log.Error().Uint64("pending", ci.NumPending).Int("waiting_pulls", ci.NumWaiting).Dur("idle", idle).
+			Msg("consumer stalled: messages pending and none delivered")
 	}
 }
 
