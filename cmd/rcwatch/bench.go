@@ -105,6 +105,9 @@ func benchPipeline(cmd *cobra.Command, cfg loadtest.Config, runs int) error {
 		}
 		fmt.Fprintf(out, "%3d  %13.0f  %11.0f  %14.0f  %13.2f  %9.1f  %13.0f  %v\n", i, res.Baseline, res.StoredPS, res.EvalPS,
 			res.Ratio(), float64(res.CPUPerEvent().Nanoseconds())/1000, rss, res.Stalls)
+		for _, st := range res.StallStates {
+			fmt.Fprintf(out, "     stalled: %s\n", st)
+		}
 		if len(res.Memory) > 2 {
 			printMemory(out, res.Memory)
 		}

@@ -75,6 +75,8 @@ type Result struct {
 	EvalTime  time.Duration // first stored to last evaluated
 	Baseline  float64       // plain async publish, events/s (0: not measured)
 	Stalls    []time.Duration
+	// StallStates describes the rules consumer when each stall passed the threshold.
+	StallStates []string
 	CPU       time.Duration // CPU time of the process from the first stored event to the end
 	Memory    []MemSample
 }
@@ -306,9 +308,14 @@ func sample(ctx context.Context, cfg Config, js jetstream.JetStream, pid int, re
 		if seq != lastSeq {
 			lastSeq, tStored = seq, now
 		}
-		floor, err := consumerAckFloor(ctx, js)
+		ci, err := consumerInfo(ctx, js)
 		if err != nil {
 			continue
+		}
+		floor := ci.AckFloor.Stream
+		if floor == ackFloor && floor < lastSeq && now.Sub(lastAdvance) > cfg.Stall && len(res.StallStates) == len(res.Stalls) {
+			res.StallStates = append(res.StallStates, fmt.Sprintf("ack floor %d of %d, pending %d, ack pending %d, waiting pulls %d, redelivered %d",
+				floor, lastSeq, ci.NumPending, ci.NumAckPending, ci.NumWaiting, ci.NumRedelivered))
 		}
 		if floor != ackFloor {
 			if gap := now.Sub(lastAdvance); gap > cfg.Stall {
@@ -354,14 +361,14 @@ func streamLastSeq(ctx context.Context, js jetstream.JetStream) (uint64, error) 
 	return s.CachedInfo().State.LastSeq, nil
 }
 
-func consumerAckFloor(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+func consumerInfo(ctx context.Context, js jetstream.JetStream) (*jetstream.ConsumerInfo, error) {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	c, err := js.Consumer(ictx, pipeline.StreamRecentChange, "rules")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return c.CachedInfo().AckFloor.Stream, nil
+	return c.CachedInfo(), nil
 }
 
 // stopProcess sends SIGTERM (the drain a user gets) and kills after 30s.
