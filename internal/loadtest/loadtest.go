@@ -77,8 +77,8 @@ type Result struct {
 	Stalls    []time.Duration
 	// StallStates describes the rules consumer when each stall passed the threshold.
 	StallStates []string
-	CPU       time.Duration // CPU time of the process from the first stored event to the end
-	Memory    []MemSample
+	CPU         time.Duration // CPU time of the process from the first stored event to the end
+	Memory      []MemSample
 }
 
 // MemSample is the process's resident memory at a time after the first stored event.
