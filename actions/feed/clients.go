@@ -130,6 +130,15 @@ func (f *Feed) backfill(ctx context.Context, flt Filter, after, upto uint64) (it
 	}
 	f.mu.Unlock()
 	f.m.backfills.WithLabelValues("stream").Inc()
+	f.m.backfillWaiting.Inc()
+	select {
+	case f.slots <- struct{}{}:
+		f.m.backfillWaiting.Dec()
+	case <-ctx.Done():
+		f.m.backfillWaiting.Dec()
+		return nil, false, fmt.Errorf("feed: waiting for a backfill slot: %w", ctx.Err())
+	}
+	defer func() { <-f.slots }()
 	return f.backfillStream(ctx, flt, after, since, upto)
 }
 

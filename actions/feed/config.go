@@ -25,6 +25,9 @@ type Config struct {
 	// Ring is how many recent alerts the feed keeps in memory to serve
 	// backfills without reading the stream.
 	Ring int
+	// StreamBackfills caps the backfills reading ALERTS at once (those
+	// older than the ring); more wait for a slot.
+	StreamBackfills int
 	// ClientBuffer is each SSE connection's queue; a connection whose
 	// queue is full is dropped (and its browser resumes by Last-Event-ID).
 	ClientBuffer int
@@ -59,19 +62,20 @@ type Config struct {
 // DefaultConfig is the configuration of `rcwatch feed` and `rcwatch run`.
 func DefaultConfig() Config {
 	return Config{
-		Backfill:       time.Hour,
-		MaxBackfill:    2000,
-		Ring:           20000,
-		ClientBuffer:   512,
-		MaxClients:     2000,
-		Heartbeat:      15 * time.Second,
-		MaxOpen:        100000,
-		ClaimTTL:       time.Hour,
-		MaxClaims:      20000,
-		ClaimRate:      1,
-		ClaimBurst:     10,
-		MaxRateClients: 10000,
-		RetireTypes:    []string{"edit", "new"},
+		Backfill:        time.Hour,
+		MaxBackfill:     2000,
+		Ring:            20000,
+		ClientBuffer:    512,
+		StreamBackfills: 4,
+		MaxClients:      2000,
+		Heartbeat:       15 * time.Second,
+		MaxOpen:         100000,
+		ClaimTTL:        time.Hour,
+		MaxClaims:       20000,
+		ClaimRate:       1,
+		ClaimBurst:      10,
+		MaxRateClients:  10000,
+		RetireTypes:     []string{"edit", "new"},
 	}
 }
 
@@ -93,6 +97,7 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.MaxBackfill, d.MaxBackfill)
 	setInt(&c.Ring, d.Ring)
 	setInt(&c.ClientBuffer, d.ClientBuffer)
+	setInt(&c.StreamBackfills, d.StreamBackfills)
 	setInt(&c.MaxClients, d.MaxClients)
 	setInt(&c.MaxOpen, d.MaxOpen)
 	setInt(&c.MaxClaims, d.MaxClaims)
@@ -107,7 +112,7 @@ func (c Config) withDefaults() (Config, error) {
 	var errs []error
 	for name, v := range map[string]int{"max backfill": c.MaxBackfill, "ring": c.Ring, "client buffer": c.ClientBuffer,
 		"max clients": c.MaxClients, "max open": c.MaxOpen, "max claims": c.MaxClaims, "claim burst": c.ClaimBurst,
-		"max rate clients": c.MaxRateClients} {
+		"max rate clients": c.MaxRateClients, "stream backfills": c.StreamBackfills} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%w: %s %d is negative", ErrInvalidConfig, name, v))
 		}

@@ -93,6 +93,7 @@ type Feed struct {
 	retired   *bounded[uint64, *Retirement]
 	claims    *bounded[uint64, *Claim]
 	limiters  *limiters
+	slots     chan struct{} // one per backfill reading the stream
 
 	kv         atomic.Pointer[jetstream.KeyValue]
 	caughtUpAt atomic.Uint64 // ready once seq reaches it
@@ -123,6 +124,7 @@ func New(d pipeline.Deps, cfg Config) (*Feed, error) {
 		open: newBounded[pageKey, []openAlert](cfg.MaxOpen), pages: newBounded[pageKey, pageEdit](cfg.MaxOpen),
 		retired: newBounded[uint64, *Retirement](cfg.MaxOpen), claims: newBounded[uint64, *Claim](cfg.MaxClaims),
 		limiters: newLimiters(cfg.ClaimRate, cfg.ClaimBurst, cfg.MaxRateClients),
+		slots:    make(chan struct{}, cfg.StreamBackfills),
 	}
 	f.routes()
 	return f, nil

@@ -171,7 +171,7 @@ func (f *Feed) handleStream(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	sw := &sseWriter{w: w, rc: rc, m: f.m}
 	sw.raw("retry: 2000\n\n")
-	last := max(after, 0)
+	last := after
 	if gap && len(items) > 0 {
 		sw.event(evGap, 0, []byte(`{"before":`+strconv.FormatUint(items[0].Seq, 10)+`}`))
 	}
@@ -186,12 +186,7 @@ func (f *Feed) handleStream(w http.ResponseWriter, r *http.Request) {
 	if after > 0 {
 		f.resumeState(sw, flt, after)
 	}
-	if upto > last {
-		last = upto
-	}
-	if after > last {
-		last = after
-	}
+	last = max(last, upto)
 	sw.event(evReady, 0, []byte(`{"last_seq":`+strconv.FormatUint(last, 10)+`}`))
 	if sw.flush() != nil {
 		return

@@ -7,21 +7,22 @@ import (
 )
 
 type metrics struct {
-	clients       prometheus.Gauge
-	dropped       *prometheus.CounterVec
-	alerts        prometheus.Counter
-	decodeErrors  *prometheus.CounterVec
-	ring          prometheus.Gauge
-	open          prometheus.Gauge
-	pages         prometheus.Gauge
-	retired       prometheus.Counter
-	evicted       *prometheus.CounterVec
-	claims        prometheus.Gauge
-	claimRequests *prometheus.CounterVec
-	limiters      prometheus.Gauge
-	backfills     *prometheus.CounterVec
-	sent          *prometheus.CounterVec
-	latency       prometheus.Histogram
+	clients         prometheus.Gauge
+	dropped         *prometheus.CounterVec
+	alerts          prometheus.Counter
+	decodeErrors    *prometheus.CounterVec
+	ring            prometheus.Gauge
+	open            prometheus.Gauge
+	pages           prometheus.Gauge
+	retired         prometheus.Counter
+	evicted         *prometheus.CounterVec
+	claims          prometheus.Gauge
+	claimRequests   *prometheus.CounterVec
+	limiters        prometheus.Gauge
+	backfills       *prometheus.CounterVec
+	backfillWaiting prometheus.Gauge
+	sent            *prometheus.CounterVec
+	latency         prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,6 +54,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Per-client claim rate limiters held (bounded by max rate clients)."}),
 		backfills: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_feed_backfills_total",
 			Help: "Backfills served, by source (ring: memory, stream: read from ALERTS)."}, []string{"source"}),
+		backfillWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rcwatch_feed_backfills_waiting",
+			Help: "Backfills waiting for one of the stream backfill slots (bounded by stream backfills)."}),
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_feed_events_sent_total",
 			Help: "SSE events written, by event type."}, []string{"event"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rcwatch_feed_alert_delay_seconds",
@@ -63,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.clients, m.dropped, m.alerts, m.decodeErrors, m.ring, m.open, m.pages,
-		m.retired, m.evicted, m.claims, m.claimRequests, m.limiters, m.backfills, m.sent, m.latency} {
+		m.retired, m.evicted, m.claims, m.claimRequests, m.limiters, m.backfills, m.backfillWaiting, m.sent, m.latency} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering feed metrics: %w", err)
 		}
