@@ -9,15 +9,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/rcwatch/rcwatch/actions"
+	"github.com/rcwatch/rcwatch/internal/testbed/leaktest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
 // TestMain fails the package when a test leaves a goroutine behind.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leaktest.Main(m) }
 
 // rawMsg is a jetstream.Msg holding data (only Data is used).
 type rawMsg struct {
@@ -64,7 +64,7 @@ func TestKeyToken(t *testing.T) {
 
 func TestFilterSubjects(t *testing.T) {
 	assert.Nil(t, actions.FilterSubjects(nil))
-	assert.Equal(t, []string{"alert.dewiki.>", "alert.enwiki.>"}, actions.FilterSubjects([]string{"enwiki", "dewiki"}))
+	assert.Equal(t, []string{pipeline.AlertFilterWiki("dewiki"), pipeline.AlertFilterWiki("enwiki")}, actions.FilterSubjects([]string{"enwiki", "dewiki"}))
 }
 
 // TestStartFrom: a new durable starts at the alerts stored since since();

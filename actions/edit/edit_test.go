@@ -1,7 +1,6 @@
 package edit
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/internal/testbed/logtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/mediawiki"
@@ -40,86 +40,6 @@ if (is_readable(__DIR__ . '/botrollback')) { $wgGroupPermissions['bot']['rollbac
 
 const testWikiID = "testwiki"
 
-// logSink collects JSON log lines and lets a test wait for one.
-type logSink struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	lines []string
-	wake  chan struct{}
-}
-
-func newLogSink() *logSink { return &logSink{wake: make(chan struct{})} }
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf.Write(p)
-	s.lines = append(s.lines, strings.Split(strings.TrimRight(string(p), "\n"), "\n")...)
-	close(s.wake)
-	s.wake = make(chan struct{})
-	return len(p), nil
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-// await waits for a line (after the first `from` lines) containing every part.
-func (s *logSink) await(t *testing.T, from int, timeout time.Duration, parts ...string) map[string]any {
-	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		s.mu.Lock()
-		for _, l := range s.lines[min(from, len(s.lines)):] {
-			ok := true
-			for _, p := range parts {
-				ok = ok && strings.Contains(l, p)
-			}
-			if ok {
-				s.mu.Unlock()
-				var m map[string]any
-				_ = json.Unmarshal([]byte(l), &m)
-				return m
-			}
-		}
-		wake := s.wake
-		s.mu.Unlock()
-		select {
-		case <-wake:
-		case <-deadline:
-			t.Fatalf("no log line with %q within %s", parts, timeout)
-		}
-	}
-}
-
-func (s *logSink) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.lines)
-}
-
-// matching returns the decoded lines containing every part.
-func (s *logSink) matching(parts ...string) []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []map[string]any
-	for _, l := range s.lines {
-		ok := true
-		for _, p := range parts {
-			ok = ok && strings.Contains(l, p)
-		}
-		if ok {
-			var m map[string]any
-			if json.Unmarshal([]byte(l), &m) == nil {
-				out = append(out, m)
-			}
-		}
-	}
-	return out
-}
-
 // shiftClock is the real clock plus an offset a test can move.
 type shiftClock struct{ off atomic.Int64 }
 
@@ -134,13 +54,13 @@ type testEnv struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	srv    *natstest.Server
-	logs   *logSink
+	logs   *logtest.Sink
 	audits chan Audit
 	clock  *shiftClock
 	seq    int
 }
 
-func newTestEnv(t *testing.T, w *mwtest.Wiki, logs *logSink) *testEnv {
+func newTestEnv(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) *testEnv {
 	t.Helper()
 	srv := natstest.Start(t)
 	nc, js := srv.Connect(t)
@@ -348,7 +268,7 @@ func counterSum(reg *prometheus.Registry, name string, labels map[string]string)
 // per wiki) and a fresh embedded NATS per subtest.
 func TestWorkerWiki(t *testing.T) {
 	w := mwtest.Start(t, mwtest.Options{ExtraSettings: wikiSettings})
-	logs := newLogSink()
+	logs := logtest.NewSink()
 	w.Edit(t, w.Admin, "User:TestBot/Run", "true", "kill switch on")
 	t.Cleanup(func() {
 		// No secret ever reaches a log.
@@ -373,7 +293,7 @@ func TestWorkerWiki(t *testing.T) {
 
 // Item 1: each operation makes its change, visible in history and recent
 // changes with the bot flag and the summary.
-func testOperations(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testOperations(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Ops tag target", "Article text.\n\n== Section ==\nMore.", "create")
 	base := w.Edit(t, w.Admin, "Ops revert target", "Good text.", "create")
@@ -439,7 +359,7 @@ func testOperations(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 }
 
 // The rollback path: with the rollback right the bot rolls back (marked bot).
-func testRollback(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testRollback(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	knob := filepath.Join(w.Dir, "botrollback")
 	require.NoError(t, os.WriteFile(knob, []byte("1"), 0o644))
 	t.Cleanup(func() { _ = os.Remove(knob) })
@@ -463,7 +383,7 @@ func testRollback(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 // Item 2: nobots, the kill switch, a talk-page message and a trusted user
 // each stop the edit, with the reason logged and counted.
-func testStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testStops(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Stops nobots", "{{nobots}}\nText.", "create")
 	w.Edit(t, w.Admin, "Stops deny", "{{bots|deny=TestBot}}\nText.", "create")
@@ -475,11 +395,11 @@ func testStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	rcBefore := botRCs(t, w)
 
 	for _, title := range []string{"Stops nobots", "Stops deny", "Stops allow others"} {
-		mark := logs.len()
+		mark := logs.Len()
 		e.publish(e.alert(title, "Other User", 0, 0, OpTag), "")
 		a := e.awaitAudits(1, 30*time.Second)[0]
 		assert.Equal(t, SkipNoBots, a.Reason, title)
-		logs.await(t, mark, 5*time.Second, `"reason":"nobots"`, "edit skipped", title)
+		logs.Await(t, mark, 5*time.Second, `"reason":"nobots"`, "edit skipped", title)
 	}
 	assert.Equal(t, 3.0, skippedCount(reg, SkipNoBots))
 	require.NoError(t, worker.Ready(), "consuming, and the only wiki not stopped")
@@ -492,11 +412,11 @@ func testStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 	// Kill switch set to false.
 	w.Edit(t, w.Admin, "User:TestBot/Run", "false", "stop")
-	mark := logs.len()
+	mark := logs.Len()
 	e.publish(e.alert("Stops plain", "Other User", 0, 0, OpTag), "")
 	a = e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, SkipKillSwitch, a.Reason)
-	logs.await(t, mark, 5*time.Second, `"reason":"killswitch"`, `User:TestBot/Run reads \"false\"`)
+	logs.Await(t, mark, 5*time.Second, `"reason":"killswitch"`, `User:TestBot/Run reads \"false\"`)
 	assert.Equal(t, 1.0, skippedCount(reg, SkipKillSwitch))
 	require.ErrorContains(t, worker.Ready(), "testwiki (killswitch)", "editing stopped on every wiki: not ready")
 	w.Edit(t, w.Admin, "User:TestBot/Run", "true", "go")
@@ -527,7 +447,7 @@ func testStops(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 // The kill switch is read before the first edit and then at most every
 // kill_switch_interval, by the worker's clock.
-func testKillSwitchInterval(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testKillSwitchInterval(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	e := newTestEnv(t, w, logs)
 	for _, p := range []string{"Interval one", "Interval two", "Interval three"} {
 		w.Edit(t, w.Admin, p, "Text.", "create")
@@ -553,7 +473,7 @@ func testKillSwitchInterval(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 }
 
 // Item 2: the 24-hour revert memory, across replicas (KV) and in time.
-func testRevertMemory(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testRevertMemory(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	e := newTestEnv(t, w, logs)
 	base := w.Edit(t, w.Admin, "Memory target", "Stable.", "create")
 	bad := w.Edit(t, w.Other, "Memory target", "Stable. spam", "spam")
@@ -566,11 +486,11 @@ func testRevertMemory(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	_, reg2 := e.start(e.config(true), nil, js2, "r2")
 	top := w.PageHistory(t, "Memory target")[0].RevID
 	bad2 := w.Edit(t, w.Other, "Memory target", "Stable. spam again", "spam again")
-	mark := logs.len()
+	mark := logs.Len()
 	e.publish(e.alert("Memory target", "Other User", top, bad2, OpRevert), "")
 	a := e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, Skip1RR, a.Reason)
-	logs.await(t, mark, 5*time.Second, `"reason":"1rr"`)
+	logs.Await(t, mark, 5*time.Second, `"reason":"1rr"`)
 	assert.Equal(t, 1.0, skippedCount(reg1, Skip1RR)+skippedCount(reg2, Skip1RR))
 	text, _ := w.PageText(t, "Memory target")
 	assert.Equal(t, "Stable. spam again", text)
@@ -587,16 +507,16 @@ func testRevertMemory(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 // Item 3: maxlag (the testbed's lag knob): the alert waits as told and is
 // edited once when the lag is gone; the shared budget slows down.
-func testMaxLag(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testMaxLag(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Lag target", "Text.", "create")
 	_, reg := e.start(e.config(true), nil, nil, "r1")
 	w.SetLag(t, 7)
 	t.Cleanup(func() { w.SetLag(t, 0) })
-	mark := logs.len()
+	mark := logs.Len()
 	start := time.Now()
 	e.publish(e.alert("Lag target", "Other User", 0, 0, OpTag), "")
-	line := logs.await(t, mark, 30*time.Second, "the wiki asked to back off", `"code":"maxlag"`)
+	line := logs.Await(t, mark, 30*time.Second, "the wiki asked to back off", `"code":"maxlag"`)
 	assert.EqualValues(t, 5000, line["retry_in"], "Retry-After is honoured (ms)")
 	w.SetLag(t, 0)
 	a := e.awaitAudits(1, 30*time.Second)[0]
@@ -609,15 +529,15 @@ func testMaxLag(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 }
 
 // Item 3: a read-only wiki: retried, edited once when writable.
-func testReadOnly(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testReadOnly(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Readonly target", "Text.", "create")
 	_, reg := e.start(e.config(true), nil, nil, "r1")
 	w.SetReadOnly(t, true)
 	t.Cleanup(func() { w.SetReadOnly(t, false) })
-	mark := logs.len()
+	mark := logs.Len()
 	e.publish(e.alert("Readonly target", "Other User", 0, 0, OpTag), "")
-	logs.await(t, mark, 30*time.Second, "the wiki is read-only")
+	logs.Await(t, mark, 30*time.Second, "the wiki is read-only")
 	w.SetReadOnly(t, false)
 	a := e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, "edited", a.Result)
@@ -627,7 +547,7 @@ func testReadOnly(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 // Item 3: a stale CSRF token (the session was replaced by a new login):
 // refreshed once, the edit made once.
-func testStaleToken(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testStaleToken(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Token target", "Text.", "create")
 	jar, err := cookiejar.New(nil)
@@ -660,7 +580,7 @@ func testStaleToken(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 // Item 3: another user edits the page between the decision and the write:
 // the worker reads again and decides again, keeping the other user's change.
-func testConflict(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testConflict(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Conflict target", "First line.\nSecond line.", "create")
 	worker, reg := e.start(e.config(true), nil, nil, "r1")
@@ -681,7 +601,7 @@ func testConflict(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 
 // Exactly one edit per alert when the worker died after the edit and before
 // recording it: the redelivered alert finds the change on the page.
-func testCrashAfterEdit(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testCrashAfterEdit(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Crash tag", "Text.", "create")
 	base := w.Edit(t, w.Admin, "Crash revert", "Text.", "create")
@@ -716,7 +636,7 @@ func testCrashAfterEdit(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 }
 
 // Item 5: dry-run makes no edit at all, and audits the exact change.
-func testDryRun(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testDryRun(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	e := newTestEnv(t, w, logs)
 	w.Edit(t, w.Admin, "Dry tag", "Dry text.", "create")
 	base := w.Edit(t, w.Admin, "Dry revert", "Dry good.", "create")
@@ -747,7 +667,7 @@ func testDryRun(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 // Item 4: three replicas, 20 alerts, a budget of one edit per second: no
 // two edits less than a second apart by the wiki's timestamps and the
 // workers' logs, every alert handled exactly once.
-func testReplicas(t *testing.T, w *mwtest.Wiki, logs *logSink) {
+func testReplicas(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	e := newTestEnv(t, w, logs)
 	const n = 20
 	titles := make([]string, n)
@@ -800,7 +720,7 @@ func testReplicas(t *testing.T, w *mwtest.Wiki, logs *logSink) {
 	// The workers' logs: the slots taken are at least a second apart, and
 	// each edit was sent at or after its slot.
 	var slots []time.Time
-	for _, l := range logs.matching(`"message":"edit made"`, `"title":"Budget page`) {
+	for _, l := range logs.Matching(`"message":"edit made"`, `"title":"Budget page`) {
 		slot, err := time.Parse(time.RFC3339Nano, l["slot"].(string))
 		require.NoError(t, err)
 		sent, err := time.Parse(time.RFC3339Nano, l["sent_at"].(string))

@@ -8,7 +8,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rcwatch/rcwatch/actions"
 	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/pipeline"
 )
 
 func TestLoadConfigExample(t *testing.T) {
@@ -91,6 +93,32 @@ func TestRouteMatches(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			require.Equal(t, tt.want, tt.route.Matches(a, tt.network, tt.channel))
+		})
+	}
+}
+
+func TestNewOptions(t *testing.T) {
+	cfg, err := ParseConfig([]byte("networks:\n  - {name: n, host: h, nick: bot, channels: [{name: '#c'}]}\n"))
+	require.NoError(t, err)
+	tests := []struct {
+		name    string
+		opt     Option
+		wantErr error
+	}{
+		{"flood", WithFlood(5, 10), nil},
+		{"zero rate", WithFlood(0, 10), actions.ErrInvalidOption},
+		{"zero burst", WithFlood(5, 0), actions.ErrInvalidOption},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := New(pipeline.Deps{}, cfg, tc.opt)
+			if tc.wantErr != nil {
+				require.ErrorIs(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, 5.0, w.cfg.Networks[0].Flood.Rate)
+			require.Equal(t, 10, w.cfg.Networks[0].Flood.Burst)
 		})
 	}
 }
