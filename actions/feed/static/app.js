@@ -23,6 +23,7 @@
   let retryMs = 1000;
   let retryTimer = null;
   let live = false;
+  let statusTimer = null;
 
   // --- filters <-> URL ----------------------------------------------------
   const listFields = ['wiki', 'ns', 'rule'];
@@ -156,8 +157,12 @@
       x.textContent = r;
       reasons.appendChild(x);
     }
-    $('.on-it', li).addEventListener('click', () => claim(item, 'on-it'));
-    $('.done', li).addEventListener('click', () => claim(item, 'done'));
+    const onIt = $('.on-it', li);
+    const done = $('.done', li);
+    onIt.setAttribute('aria-label', 'I’m on it: ' + (ev.title || 'this alert'));
+    done.setAttribute('aria-label', 'Done: ' + (ev.title || 'this alert'));
+    onIt.addEventListener('click', () => claim(item, 'on-it'));
+    done.addEventListener('click', () => claim(item, 'done'));
     return li;
   }
 
@@ -195,7 +200,10 @@
     if (item.retired) showRetired(item.retired);
     trim();
     $('#empty').hidden = shown.size > 0;
-    if (live) showLive();
+    if (live && !statusTimer) {
+      // The status is a live region: at most one update every 2 s.
+      statusTimer = setTimeout(() => { statusTimer = null; if (live) showLive(); }, 2000);
+    }
   }
 
   function showLive() {
