@@ -241,15 +241,16 @@ type frameLimiter struct {
 	head     []byte // the current line's first bytes while dropping (id detection)
 	id       []byte // the dropped frame's id line
 	dropping bool
-	size     int  // bytes of the dropped frame
-	prevCR   bool // the last byte was '\r' (a following '\n' ends no new line)
-	out      []byte
+	size     int    // bytes of the dropped frame
+	prevCR   bool   // the last byte was '\r' (a following '\n' ends no new line)
+	out      []byte // ready for Read, from outPos
+	outPos   int
 }
 
 func (f *frameLimiter) Close() error { return f.body.Close() }
 
 func (f *frameLimiter) Read(p []byte) (int, error) {
-	for len(f.out) == 0 {
+	for f.outPos == len(f.out) {
 		if f.err != nil {
 			return 0, f.err
 		}
@@ -266,30 +267,40 @@ func (f *frameLimiter) Read(p []byte) (int, error) {
 			f.frame = f.frame[:0]
 		}
 	}
-	n := copy(p, f.out)
-	f.out = f.out[n:]
-	if len(f.out) == 0 {
-		f.out = nil
+	n := copy(p, f.out[f.outPos:])
+	if f.outPos += n; f.outPos == len(f.out) {
+		f.out, f.outPos = f.out[:0], 0 // drained: its capacity is reused
 	}
 	return n, nil
 }
 
 // scan consumes b, moving complete frames (or their stand-ins) to out.
+// Line ends are found with IndexByte (vectorised); a '\r' is looked for
+// again only once passed, so a stream without any costs one scan.
 func (f *frameLimiter) scan(b []byte) {
-	for len(b) > 0 {
-		i := bytes.IndexAny(b, "\r\n")
+	cr := bytes.IndexByte(b, '\r')
+	for off := 0; off < len(b); {
+		if cr >= 0 && cr < off {
+			if cr = bytes.IndexByte(b[off:], '\r'); cr >= 0 {
+				cr += off
+			}
+		}
+		i := bytes.IndexByte(b[off:], '\n')
+		if cr >= 0 && (i < 0 || cr-off < i) {
+			i = cr - off
+		}
 		if i < 0 {
-			f.take(b)
-			f.line += len(b)
+			f.take(b[off:])
+			f.line += len(b) - off
 			f.prevCR = false
 			return
 		}
-		eol := b[i]
+		eol := b[off+i]
 		crlf := eol == '\n' && i == 0 && f.prevCR
-		f.take(b[:i+1])
+		f.take(b[off : off+i+1])
 		f.prevCR = eol == '\r'
 		lineLen := f.line + i
-		b = b[i+1:]
+		off += i + 1
 		if crlf {
 			continue
 		}
