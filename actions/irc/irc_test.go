@@ -20,6 +20,7 @@ import (
 
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/logtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
@@ -66,11 +67,11 @@ type runningWorker struct {
 	stop func()
 }
 
+// testLogger is a logger whose tail is written to the test's log when the
+// test fails.
 func testLogger(t testing.TB) zerolog.Logger {
-	if os.Getenv("RCWATCH_TEST_LOG") != "" {
-		return zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()
-	}
-	return zerolog.Nop()
+	log, _ := logtest.New(t)
+	return log
 }
 
 // startWorker runs a worker until the test ends and waits until it posts to
