@@ -46,6 +46,15 @@ type Retirement struct {
 	Rev  int64     `json:"rev,omitempty"`
 	Type string    `json:"type"`
 	At   time.Time `json:"at"`
+	// Reverted is true when the later edit restored the page's size from
+	// before the alert's edit: most likely a revert.
+	Reverted bool `json:"reverted,omitempty"`
+}
+
+// retirement is the retirement of alert a (stream sequence seq) by the later edit pe.
+func retirement(seq uint64, a *event.Alert, pe pageEdit) *Retirement {
+	return &Retirement{Seq: seq, ID: a.ID, User: pe.user, Rev: pe.rev, Type: pe.typ, At: pe.at,
+		Reverted: pe.size >= 0 && a.Event.OldSize != a.Event.NewSize && pe.size == a.Event.OldSize}
 }
 
 // pageKey is a page of a wiki.
@@ -62,6 +71,7 @@ type openAlert struct {
 
 // pageEdit is the newest edit seen of a page.
 type pageEdit struct {
+	size int64 // the page's length after the edit; -1 when unknown
 	rev  int64
 	ts   int64
 	meta string
@@ -373,7 +383,7 @@ func (f *Feed) track(e *entry) *Retirement {
 		return r
 	}
 	if pe, ok := f.pages.get(k); ok && later(pe, e.alert) {
-		r := &Retirement{Seq: e.seq, ID: e.alert.ID, User: pe.user, Rev: pe.rev, Type: pe.typ, At: pe.at}
+		r := retirement(e.seq, e.alert, pe)
 		f.retire(r)
 		return r
 	}
@@ -431,6 +441,9 @@ type rcEdit struct {
 	Revision  struct {
 		New *int64 `json:"new"`
 	} `json:"revision"`
+	Length struct {
+		New *int64 `json:"new"`
+	} `json:"length"`
 }
 
 // readEdits follows RECENTCHANGE (edits and creations only, of Config.Wikis
@@ -480,9 +493,12 @@ func (f *Feed) readEdits(ctx context.Context) error {
 
 // edited records an edit of a page and retires the page's earlier alerts.
 func (f *Feed) edited(ev rcEdit, at time.Time) {
-	pe := pageEdit{ts: ev.Timestamp, meta: ev.Meta.ID, user: ev.User, typ: ev.Type, at: at}
+	pe := pageEdit{ts: ev.Timestamp, meta: ev.Meta.ID, user: ev.User, typ: ev.Type, at: at, size: -1}
 	if ev.Revision.New != nil {
 		pe.rev = *ev.Revision.New
+	}
+	if ev.Length.New != nil {
+		pe.size = *ev.Length.New
 	}
 	k := pageKey{ev.Wiki, ev.Title}
 	f.mu.Lock()
@@ -504,7 +520,7 @@ func (f *Feed) edited(ev rcEdit, at time.Time) {
 			continue
 		}
 		f.openN--
-		r := &Retirement{Seq: o.seq, ID: o.alert.ID, User: pe.user, Rev: pe.rev, Type: pe.typ, At: at}
+		r := retirement(o.seq, o.alert, pe)
 		f.retire(r)
 		if data, err := json.Marshal(r); err == nil {
 			f.dispatch(outMsg{event: evRetire, data: data}, o.alert)

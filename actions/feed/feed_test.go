@@ -336,6 +336,7 @@ func TestRetirement(t *testing.T) {
 	assert.Equal(t, early, ret.Seq)
 	assert.Equal(t, "Patroller", ret.User)
 	assert.Equal(t, rev, ret.Rev)
+	assert.False(t, ret.Reverted, "no size: not known as a revert")
 
 	e.edit(t, "enwiki", "Edited again", "Someone")
 	ev = s.next(t, "retire")
@@ -352,6 +353,18 @@ func TestRetirement(t *testing.T) {
 	assert.NotNil(t, byseq[early].Retired)
 	assert.NotNil(t, byseq[live].Retired)
 	assert.Nil(t, byseq[other].Retired, "the same title on another wiki stays open")
+
+	t.Run("a revert restores the size", func(t *testing.T) {
+		seq, _ := e.alert(t, "enwiki", "Blanked") // 3000 -> 1000 bytes
+		s.next(t, "alert")
+		e.editSized(t, "enwiki", "Blanked", "Reverter", 3000)
+		ev := s.next(t, "retire")
+		var ret feed.Retirement
+		require.NoError(t, json.Unmarshal([]byte(ev.Data), &ret))
+		assert.Equal(t, seq, ret.Seq)
+		assert.True(t, ret.Reverted)
+		assert.Equal(t, "Reverter", ret.User)
+	})
 
 	t.Run("edit seen before the alert", func(t *testing.T) {
 		// The evaluator publishes an alert after its event; a later edit

@@ -120,11 +120,20 @@ func (e *env) alert(t testing.TB, wiki, title string, opts ...alertOpt) (uint64,
 // edit publishes a later recentchange edit of title on wiki by user.
 func (e *env) edit(t testing.TB, wiki, title, user string) int64 {
 	t.Helper()
+	return e.editSized(t, wiki, title, user, -1)
+}
+
+// editSized is edit leaving the page size bytes long (-1: no length).
+func (e *env) editSized(t testing.TB, wiki, title, user string, size int64) int64 {
+	t.Helper()
 	e.rev++
 	ev := map[string]any{
 		"meta": map[string]any{"id": fmt.Sprintf("meta-%d", e.rev), "dt": time.Now().UTC().Format(time.RFC3339)},
 		"type": "edit", "title": title, "wiki": wiki, "user": user, "timestamp": time.Now().Unix(),
 		"revision": map[string]any{"old": e.rev - 1, "new": e.rev}, "namespace": 0,
+	}
+	if size >= 0 {
+		ev["length"] = map[string]any{"old": 1000, "new": size}
 	}
 	data, err := json.Marshal(ev)
 	require.NoError(t, err)

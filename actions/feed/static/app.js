@@ -247,7 +247,7 @@
     const s = shown.get(r.seq);
     if (!s || s.item.alert.id !== r.id) return;
     s.li.classList.add('retired');
-    s.li.dataset.retired = 'retired: page edited again' + (r.user ? ' by ' + r.user : '');
+    s.li.dataset.retired = (r.reverted ? 'retired: reverted' : 'retired: page edited again') + (r.user ? ' by ' + r.user : '');
     stateLine(s.li);
   }
 
