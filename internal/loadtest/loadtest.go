@@ -198,7 +198,7 @@ func baseline(ctx context.Context, dir string, replay *ingest.Replay, n int) (fl
 	}
 	start := time.Now()
 	for _, p := range payloads {
-		if _, err := js.PublishAsync("base.rc", p); err != nil {
+		if _, err := js.PublishAsync("base.rc", p, jetstream.WithStallWait(time.Minute)); err != nil {
 			return 0, fmt.Errorf("baseline publish: %w", err)
 		}
 	}
