@@ -38,7 +38,7 @@ func Citations(text string, now time.Time, maxAge time.Duration) CitationReport 
 			dead := status == "dead" || status == "yes" || status == "true" || status == "y"
 			if dead {
 				rep.DeadNoArchive++
-			} else if followedBy(text, tpls, i, "dead link", "deadlink", "dead-link", "404") {
+			} else if followedBy(text, tpls, i, deadLinkNames...) {
 				rep.DeadNoArchive++
 			}
 			if d, ok := ParseDate(t.param("access-date", "accessdate")); ok && d.Before(cutoff) {
@@ -149,10 +149,19 @@ func isCiteTemplate(name string) bool {
 	return strings.HasPrefix(name, "cite ") || name == "citation" || name == "cite"
 }
 
+// deadLinkNames are {{Dead link}} and the names that lead to it or wrap it
+// on the big wikis' English-named templates: its redirects (Deadlink,
+// Dead-link, Dead url, 404, Dl, Broken link, Link broken) and {{Permanent dead
+// link}}, which InternetArchiveBot writes when no archive exists (it is
+// {{Dead link}} with fix-attempted=yes). Lower case, as templates() names them.
+var deadLinkNames = []string{"dead link", "deadlink", "dead-link", "dead url", "deadurl", "404", "dl",
+	"broken link", "brokenlink", "link broken", "permanent dead link", "permanently dead link", "permanent deadlink"}
+
 func isDeadLinkTemplate(name string) bool {
-	switch name {
-	case "dead link", "deadlink", "dead-link", "404", "dl", "broken link":
-		return true
+	for _, n := range deadLinkNames {
+		if name == n {
+			return true
+		}
 	}
 	return false
 }

@@ -54,10 +54,52 @@ func ORESText(added, removed []string, oldText string) ORES {
 	if oldText != "" {
 		before = oldText
 	}
-	o.BadwordsDelta = propDeltaSum(regexCounts(badwordsRE, addedText), regexCounts(badwordsRE, removedText), regexCounts(badwordsRE, before))
-	o.InformalsDelta = propDeltaSum(regexCounts(informalsRE, addedText), regexCounts(informalsRE, removedText), regexCounts(informalsRE, before))
-	o.NonStopwordDelta = propDeltaSum(nonStopwordCounts(addedText), nonStopwordCounts(removedText), nonStopwordCounts(before))
+	aw, rw := wordCounts(addedText), wordCounts(removedText)
+	bw := rw
+	if oldText != "" {
+		bw = wordCounts(before)
+	}
+	o.BadwordsDelta = propDeltaSum(classCounts(badwordsRE, aw), classCounts(badwordsRE, rw), classCounts(badwordsRE, bw))
+	o.InformalsDelta = propDeltaSum(classCounts(informalsRE, aw), classCounts(informalsRE, rw), classCounts(informalsRE, bw))
+	o.NonStopwordDelta = propDeltaSum(nonStopwords(aw), nonStopwords(rw), nonStopwords(bw))
 	return o
+}
+
+// wordCounts counts the lower-cased words of text (runs of letters, digits
+// and inner apostrophes).
+func wordCounts(text string) map[string]int {
+	out := map[string]int{}
+	for _, w := range strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '\'' }) {
+		if w = strings.ToLower(strings.Trim(w, "'")); w != "" {
+			out[w]++
+		}
+	}
+	return out
+}
+
+// classCounts keeps the words that re matches whole. Matching word by word
+// (each distinct word once) instead of scanning the text with revscoring's
+// \b…\b alternation is what makes this fast enough for the live stream; the
+// few multi-word patterns ("test edit", "crack head") are matched by their
+// words alone.
+func classCounts(re *regexp.Regexp, words map[string]int) map[string]int {
+	out := map[string]int{}
+	for w, n := range words {
+		if re.MatchString(w) {
+			out[w] += n
+		}
+	}
+	return out
+}
+
+func nonStopwords(words map[string]int) map[string]int {
+	out := map[string]int{}
+	for w, n := range words {
+		if !stopwords[w] && !isNumber(w) {
+			out[w] += n
+		}
+	}
+	return out
 }
 
 // propDeltaSum is revscoring's prop_delta summed: for each item whose count
@@ -88,29 +130,6 @@ func propDeltaSum(added, removed, old map[string]int) float64 {
 	return sum
 }
 
-func regexCounts(re *regexp.Regexp, text string) map[string]int {
-	out := map[string]int{}
-	if text == "" {
-		return out
-	}
-	for _, m := range re.FindAllString(text, -1) {
-		out[strings.ToLower(m)]++
-	}
-	return out
-}
-
-func nonStopwordCounts(text string) map[string]int {
-	out := map[string]int{}
-	for _, w := range strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && r != '\'' }) {
-		w = strings.ToLower(strings.Trim(w, "'"))
-		if w == "" || stopwords[w] {
-			continue
-		}
-		out[w]++
-	}
-	return out
-}
-
 // isLetterToken: revscoring's "word" tokens start with a letter (numbers
 // are tokens of their own).
 func isLetterToken(t string) bool {
@@ -137,8 +156,8 @@ func longestRun(tokens []string) int {
 
 // The English bad-word and informal-word patterns are revscoring's
 // (wikimedia/revscoring, revscoring/languages/english.py, MIT licence,
-// Copyright (c) 2014 Aaron Halfaker), matched as revscoring does: whole words
-// (\b…\b), case-insensitively. They define "bad" and "informal" in the ORES
+// Copyright (c) 2014 Aaron Halfaker), matched against whole lower-cased words
+// as revscoring's \b…\b does. They define "bad" and "informal" in the ORES
 // feature set; the Profanity detector (profanity.go) is a separate, stricter
 // list for the rule variables.
 var (
@@ -147,7 +166,7 @@ var (
 )
 
 func wordsRE(patterns []string) *regexp.Regexp {
-	return regexp.MustCompile(`(?i)\b(?:` + strings.Join(patterns, "|") + `)\b`)
+	return regexp.MustCompile(`^(?:` + strings.Join(patterns, "|") + `)$`)
 }
 
 var revscoringBadwords = []string{

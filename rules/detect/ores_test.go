@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -40,9 +41,9 @@ func TestORESText(t *testing.T) {
 // Whole words only, as revscoring's \b…\b: "Scunthorpe" and "assessment"
 // hold no bad word; case does not matter.
 func TestORESWordLists(t *testing.T) {
-	assert.Empty(t, regexCounts(badwordsRE, "Scunthorpe assessment classic"))
-	assert.Equal(t, map[string]int{"shit": 2}, regexCounts(badwordsRE, "SHIT and shit"))
-	assert.Equal(t, map[string]int{"lol": 1, "you": 1}, regexCounts(informalsRE, "lol you"))
+	assert.Empty(t, classCounts(badwordsRE, wordCounts("Scunthorpe assessment classic")))
+	assert.Equal(t, map[string]int{"shit": 2}, classCounts(badwordsRE, wordCounts("SHIT and shit")))
+	assert.Equal(t, map[string]int{"lol": 1, "you": 1}, classCounts(informalsRE, wordCounts("lol you")))
 }
 
 func FuzzORESText(f *testing.F) {
@@ -53,4 +54,13 @@ func FuzzORESText(f *testing.F) {
 			t.Fatalf("%+v", o)
 		}
 	})
+}
+
+func BenchmarkORESText(b *testing.B) {
+	added := []string{strings.Repeat("According to coach holt the belief, exaltation is available [[only]] to those.<ref>X</ref> ", 20)}
+	removed := []string{strings.Repeat("According to the belief, exaltation is available [[only]] to those.<ref>X</ref> ", 20)}
+	b.ReportAllocs()
+	for b.Loop() {
+		ORESText(added, removed, "")
+	}
 }

@@ -55,10 +55,9 @@ func diffTokens(added, removed []string) (ins, del []string) {
 	return ins, del
 }
 
-// wordsAndMarks splits a line into words and runs of other non-space
-// characters, so that "!!!" and "<ref>" survive the multiset difference.
-func wordsAndMarks(line string) []string { return appendTokens(nil, line) }
-
+// appendTokens appends the words of line and its runs of other non-space
+// characters to out, so that "!!!" and "<ref>" survive the multiset
+// difference.
 func appendTokens(out []string, line string) []string {
 	start := -1
 	kind := 0 // 1 word, 2 mark
