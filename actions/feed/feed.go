@@ -355,12 +355,16 @@ func (f *Feed) addAlert(seq uint64, at time.Time, a *event.Alert, err error) {
 		f.ringFrom = seq
 	}
 	if old := f.ring.push(e); old != nil {
-		f.ringFrom, f.ringSince = old.seq+1, old.at
+		f.ringFrom, f.ringSince = old.seq+1, old.at.Add(time.Nanosecond)
 	}
+	// The ring keeps the backfill window; with a clock ahead of the
+	// server's, even e may fall out of it.
 	if cut := f.now().Add(-f.cfg.Backfill); f.ring.dropBefore(cut) > 0 {
-		f.ringFrom, f.ringSince = f.ring.at(0).seq, cut
+		f.ringSince = cut
 		if f.ring.n == 0 {
 			f.ringFrom = seq + 1
+		} else {
+			f.ringFrom = f.ring.at(0).seq
 		}
 	}
 	f.m.ring.Set(float64(f.ring.n))

@@ -116,3 +116,19 @@ func TestConfigValidation(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, DefaultConfig(), c)
 }
+
+// TestAddAlertOutsideWindow: an alert older than the window by the feed's
+// clock (a clock ahead of the server's) leaves the ring empty, not broken.
+func TestAddAlertOutsideWindow(t *testing.T) {
+	m, err := newMetrics(nil)
+	require.NoError(t, err)
+	cfg, err := Config{}.withDefaults()
+	require.NoError(t, err)
+	f := &Feed{cfg: cfg, m: m, now: func() time.Time { return time.Unix(10_000, 0) }, ring: newRing(4),
+		clients: map[*client]struct{}{}, open: newBounded[pageKey, []openAlert](4), pages: newBounded[pageKey, pageEdit](4),
+		retired: newBounded[uint64, *Retirement](4), claims: newBounded[uint64, *Claim](4)}
+	f.addAlert(7, time.Unix(1, 0), &event.Alert{ID: "r/1", Event: event.Ref{Wiki: "enwiki", Title: "T"}}, nil)
+	assert.Equal(t, 0, f.ring.n)
+	assert.Equal(t, uint64(8), f.ringFrom)
+	assert.Equal(t, uint64(7), f.seq)
+}
