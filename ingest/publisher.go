@@ -61,6 +61,7 @@ func (p *publisher) publish(ctx context.Context, msg *nats.Msg, pos string, evt 
 	if fut, err := p.js.PublishMsgAsync(msg); err == nil {
 		it.fut = fut
 	} else {
+		p.m.publishErrors.Inc() // counted: a refusal that repeats is a stall, not noise
 		p.log.Debug().Err(err).Msg("async publish not accepted; collector retries")
 	}
 	return p.enqueue(ctx, it)
@@ -153,6 +154,11 @@ func (p *publisher) await(it *pending) error {
 		wait = min(wait*2, 2*time.Second)
 		fut, err := p.js.PublishMsgAsync(it.msg)
 		if err != nil {
+			p.m.publishErrors.Inc()
+			if attempt == 1 || attempt%20 == 0 {
+				p.log.Warn().Err(err).Str("subject", it.msg.Subject).Int("attempt", attempt).
+					Msg("publish not accepted by the client; retrying")
+			}
 			it.fut = nil
 			continue
 		}
