@@ -66,9 +66,3 @@ func (c *lru) remove(el *list.Element) {
 	delete(c.entries, en.key)
 	c.used -= en.cost
 }
-
-func (c *lru) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len()
-}

@@ -230,7 +230,7 @@ func clueBotCase(get func(string) string) (Case, error) {
 		ServerScriptPath: "/w",
 		Wiki:             "enwiki",
 	}
-	raw, err := json.MarshalNoEscape(ev)
+	raw, err := json.Marshal(ev)
 	if err != nil {
 		return Case{}, fmt.Errorf("encoding event: %w", err)
 	}
@@ -403,7 +403,7 @@ func oresCase(f []string) (Case, error) {
 		Type: "edit", Revision: clueBotRevID{New: revID},
 		ServerURL: "https://en.wikipedia.org", ServerName: "en.wikipedia.org", ServerScriptPath: "/w", Wiki: "enwiki",
 	}
-	raw, err := json.MarshalNoEscape(ev)
+	raw, err := json.Marshal(ev)
 	if err != nil {
 		return Case{}, fmt.Errorf("encoding event: %w", err)
 	}

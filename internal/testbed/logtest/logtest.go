@@ -46,9 +46,7 @@ func (s *Sink) Write(p []byte) (int, error) {
 		s.wake = make(chan struct{})
 	}
 	s.buf.Write(p)
-	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		s.lines = append(s.lines, l)
-	}
+	s.lines = append(s.lines, strings.Split(strings.TrimRight(string(p), "\n"), "\n")...)
 	close(s.wake)
 	s.wake = make(chan struct{})
 	return len(p), nil
