@@ -158,6 +158,55 @@ func TestBudgetSlots(t *testing.T) {
 	assert.Equal(t, time.Second, iv)
 }
 
+// TestBudgetSerialisesWrites: at one edit a second, a replica's write
+// waits while another's is in flight, then until the clock has left the
+// second of its wiki timestamp (a slow save stamped in the next slot's
+// second); a dead writer's mark is ignored after writeTimeout.
+func TestBudgetSerialisesWrites(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx := context.Background()
+	kv, err := js.KeyValue(ctx, pipeline.BucketActions)
+	require.NoError(t, err)
+	a, b := newBudget(kv, "Example_Bot", 60), newBudget(kv, "Example_Bot", 60)
+	s1 := time.Date(2026, 11, 3, 12, 0, 1, 0, time.UTC)
+	s2 := s1.Add(time.Second)
+
+	wait, err := a.beginWrite(ctx, s1, s1.Add(10*time.Millisecond))
+	require.NoError(t, err)
+	require.Zero(t, wait)
+	wait, err = b.beginWrite(ctx, s2, s2.Add(10*time.Millisecond))
+	require.NoError(t, err)
+	require.Positive(t, wait, "the write of s1 is in flight")
+
+	// The save of s1 was slow: the wiki stamped it in s2's second.
+	stamp := s2.Add(300 * time.Millisecond)
+	require.NoError(t, a.endWrite(ctx, s1, stamp, s2.Add(400*time.Millisecond)))
+	wait, err = b.beginWrite(ctx, s2, s2.Add(500*time.Millisecond))
+	require.NoError(t, err)
+	require.Equal(t, 500*time.Millisecond, wait, "until the wiki's clock has left the second of the last stamp")
+	wait, err = b.beginWrite(ctx, s2, s2.Add(time.Second))
+	require.NoError(t, err)
+	require.Zero(t, wait)
+
+	// b dies mid-write: its mark holds the next write back for writeTimeout only.
+	s3 := s2.Add(2 * time.Second)
+	wait, err = a.beginWrite(ctx, s3, s3)
+	require.NoError(t, err)
+	require.Positive(t, wait)
+	wait, err = a.beginWrite(ctx, s3, s2.Add(time.Second+writeTimeout))
+	require.NoError(t, err)
+	require.Zero(t, wait)
+
+	// Faster than one a second, writes do not wait for each other.
+	fast := newBudget(kv, "Fast_Bot", 6000)
+	for _, s := range []time.Time{s1, s1.Add(10 * time.Millisecond)} {
+		wait, err := fast.beginWrite(ctx, s, s)
+		require.NoError(t, err)
+		require.Zero(t, wait)
+	}
+}
+
 func TestBudgetKey(t *testing.T) {
 	assert.Equal(t, budgetKey("Example_Bot"), budgetKey("example bot"))
 	assert.NotEqual(t, budgetKey("Example Bot"), budgetKey("Other Bot"))
