@@ -76,15 +76,14 @@ func rssKB(t *testing.T, pid int) int64 {
 // loadClient is one SSE connection that resumes by Last-Event-ID when the
 // feed drops it.
 type loadClient struct {
-	query    string
-	mu       sync.Mutex
-	seen     map[uint64]int
-	lat      []time.Duration
-	ready    chan struct{}
-	once     sync.Once
-	reconns  int
-	lastID   string
-	readyErr error
+	query   string
+	mu      sync.Mutex
+	seen    map[uint64]int
+	lat     []time.Duration
+	ready   chan struct{}
+	once    sync.Once
+	reconns int
+	lastID  string
 }
 
 func (c *loadClient) run(ctx context.Context, hc *http.Client, base string) {
