@@ -224,14 +224,18 @@ func (w *Worker) Ready() error {
 }
 
 // firstStart is when a channel consumer that does not exist yet starts: the
-// alerts of the last max_alert_age (idempotency_ttl when max_alert_age is
-// off), so that alerts published before the worker first started are
-// posted. The idempotency keys keep an alert already posted from a second
-// line.
+// alerts of the last max_alert_age (an hour when max_alert_age is off), so
+// that alerts published before the worker first started are posted, while a
+// newly configured channel does not replay days of alerts. The idempotency
+// keys keep an alert already posted from a second line.
 func (w *Worker) firstStart() time.Time {
 	window := w.cfg.MaxAlertAge
 	if window <= 0 {
-		window = w.cfg.IdempotencyTTL
+		window = firstStartWindow
 	}
 	return w.now().Add(-window)
 }
+
+// firstStartWindow bounds a new channel's first alerts when max_alert_age
+// is off.
+const firstStartWindow = time.Hour
