@@ -217,11 +217,13 @@ func (e *Enricher) Enrich(ctx context.Context, ev *event.RecentChange, need rule
 			wg.Go(func() { textErr = e.texts(ctx, c, api, ev, need, out) })
 		}
 	}
+	var ctxErr error
 	if need.User {
 		if cerr != nil {
-			userErr = cerr
+			userErr, ctxErr = cerr, cerr
 		} else {
 			wg.Go(func() { userErr = e.user(ctx, c, api, ev, out) })
+			wg.Go(func() { ctxErr = e.editTime(ctx, c, api, ev, out) })
 		}
 	}
 	wg.Wait()
@@ -250,6 +252,11 @@ func (e *Enricher) Enrich(ctx context.Context, ev *event.RecentChange, need rule
 			e.m.Errors.WithLabelValues(MissingDiff).Inc()
 		}
 		e.log.Debug().Err(textErr).Str("wiki", ev.Wiki).Str("meta_id", ev.Meta.ID).Msg("wikitext not fetched")
+	}
+	if ctxErr != nil {
+		out.Missing = append(out.Missing, MissingEditTime)
+		e.m.Errors.WithLabelValues(MissingEditTime).Inc()
+		e.log.Debug().Err(ctxErr).Str("wiki", ev.Wiki).Str("meta_id", ev.Meta.ID).Msg("edit-time context not fetched")
 	}
 	if userErr != nil {
 		out.Missing = append(out.Missing, MissingUser)

@@ -131,7 +131,7 @@ func TestEnrichFailureIsPartial(t *testing.T) {
 	down.ServerURL = "http://127.0.0.1:1"
 	got, err = en.Enrich(ctx, down, rules.Need{Wikitext: true, User: true})
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{enrich.MissingWikitext, enrich.MissingUser}, got.Missing)
+	assert.ElementsMatch(t, []string{enrich.MissingWikitext, enrich.MissingUser, enrich.MissingEditTime}, got.Missing)
 	down.ServerURL = ""
 	got, err = en.Enrich(ctx, down, rules.Need{Diff: true})
 	require.NoError(t, err)

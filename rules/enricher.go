@@ -30,6 +30,16 @@ type Enrichment struct {
 	UserRegistration time.Time // zero if unknown (IPs, very old accounts)
 	UserGroups       []string
 
+	// Edit-time context, each as it was before the edit (fetched with the
+	// user info): uw- warnings on the user's talk page and their highest
+	// level, for an IP its edits in the 30 days before, the page's creation
+	// and its reverts in the 7 days before.
+	UserWarnings      int64
+	UserWarnLevel     int64
+	IPEditsBefore     int64
+	PageCreated       time.Time // zero if unknown
+	PageRecentReverts int64
+
 	// Missing names what could not be fetched (e.g. "wikitext", "user"); the
 	// alert is then marked partial.
 	Missing []string

@@ -60,10 +60,14 @@ type Vars struct {
 	// what is not known as missing rather than as zero.
 	oresSet, diffKnown, userKnown bool
 
-	// Case-only statistics (offline cases carry them; live they are 0).
-	// The vandalism score does not use them: the ClueBot NG export's values
-	// were taken years after the edits.
+	// Edit-time context. Live the enricher fills user_warns,
+	// user_warn_level, num_recent_reversions and page_age with the user
+	// info, as they were before the edit; user_distinct_pages and
+	// num_recent_edits only offline cases carry. The vandalism score uses
+	// page_age only: the ClueBot NG export's user statistics were taken
+	// years after the edits, so no training data has the others at edit time.
 	UserWarns           int64 `expr:"user_warns"`
+	UserWarnLevel       int64 `expr:"user_warn_level"` // highest uw- level (1–4) on the talk page before the edit
 	UserDistinctPages   int64 `expr:"user_distinct_pages"`
 	NumRecentEdits      int64 `expr:"num_recent_edits"`
 	NumRecentReversions int64 `expr:"num_recent_reversions"`
@@ -169,6 +173,8 @@ func buildVarTable() map[string]*varInfo {
 		"citation_bare_urls":       {text, derivedCitations},
 		"citation_bare_urls_added": {diff, derivedAddedCite},
 		"user_bot_or_sysop":        {user, 0},
+		"user_warns":               {user, 0}, "user_warn_level": {user, 0},
+		"num_recent_reversions": {user, 0}, "page_age": {user, 0},
 	}
 	for _, n := range oresVarNames {
 		special[n] = struct {
@@ -332,6 +338,15 @@ func (v *Vars) fillEnrichment(en *Enrichment, got Need, evTime time.Time) {
 		}
 		if !reg.IsZero() && !evTime.IsZero() && v.UserType == "named" {
 			v.UserAge = max(int64(evTime.Sub(reg)/time.Second), 0)
+		}
+		// The edit-time context, as it was before the edit.
+		v.UserWarns, v.UserWarnLevel = en.UserWarnings, en.UserWarnLevel
+		v.NumRecentReversions = en.PageRecentReverts
+		if v.UserType == "ip" {
+			v.UserEditCount = en.IPEditsBefore
+		}
+		if !en.PageCreated.IsZero() && !evTime.IsZero() {
+			v.PageAge = max(int64(evTime.Sub(en.PageCreated)/time.Second), 0)
 		}
 	}
 }
