@@ -31,6 +31,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/rcwatch/rcwatch/event"
 )
 
 // RCFeedConfig configures the RC feed adapter.
@@ -360,6 +362,12 @@ func (f *RCFeed) convert(datagram []byte) ([]byte, time.Time, error) {
 	out, err := json.Marshal(m)
 	if err != nil {
 		return nil, zero, fmt.Errorf("%w: re-encoding: %v", ErrRCFeedDatagram, err)
+	}
+	// Fields passed through unchecked (length, revision, bot, …) must still
+	// make an event ingest accepts: reject here, with the reason, rather
+	// than serve what ingest would dead-letter.
+	if err := event.DecodeInto(out, new(event.RecentChange)); err != nil {
+		return nil, zero, fmt.Errorf("%w: %v", ErrRCFeedDatagram, err)
 	}
 	return out, dt, nil
 }
