@@ -45,9 +45,9 @@ func ruleSources(paths []string) ([]rules.Source, error) {
 func newRulesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rules",
-		Short: "Rule authoring tools: lint, test (backtest), cases",
+		Short: "Rule authoring tools: lint, test (backtest), quality, cases",
 	}
-	cmd.AddCommand(newRulesLintCmd(), newRulesTestCmd(), newRulesCasesCmd(), newRulesListCmd())
+	cmd.AddCommand(newRulesLintCmd(), newRulesTestCmd(), newRulesQualityCmd(), newRulesCasesCmd(), newRulesListCmd())
 	return cmd
 }
 
@@ -139,6 +139,64 @@ precision–recall curve of vandalism_score.`,
 	cmd.Flags().IntVar(&samples, "samples", 3, "sample matches to show per rule")
 	cmd.Flags().Float64Var(&maxRate, "max-match-rate", 0.05, "flag rules matching more than this share of events (the live auto-disable threshold)")
 	cmd.Flags().StringVar(&scores, "scores", "", `write one JSON line per labelled edit to FILE: {"meta_id","label","score"} (score: vandalism_score)`)
+	cmd.Flags().IntVar(&boots, "bootstrap", 1000, "bootstrap resamples for the 95% confidence intervals (0: none)")
+	return cmd
+}
+
+// newRulesQualityCmd estimates each rule's precision and recall from the
+// reverts that recorded events themselves show.
+func newRulesQualityCmd() *cobra.Command {
+	var (
+		events []string
+		within time.Duration
+		asJSON bool
+		boots  int
+	)
+	cmd := &cobra.Command{
+		Use:   "quality [FILE|DIR…] --events E.jsonl",
+		Short: "Estimate each rule's precision and recall from the reverts in recorded events",
+		Long: `Labels every edit of the recorded events by what happened later in them: reverted within
+--within (an undo naming its revision, a rollback or tool revert of the user's consecutive edits, or
+another revert summary over the page's previous edit) or not. It then backtests the rules (none: the
+default pack) over them: a rule's precision is the share of its alerts that were reverted, its recall
+the share of reverted edits it alerted on. Enrichment is not fetched: rules that need the diff or the
+user only match on what the events hold.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(events) == 0 {
+				return errors.New("--events is required")
+			}
+			srcs, err := ruleSources(args)
+			if err != nil {
+				return err
+			}
+			var items []rules.Item
+			for _, f := range events {
+				its, err := readItems(f)
+				if err != nil {
+					return err
+				}
+				items = append(items, its...)
+			}
+			if boots == 0 {
+				boots = -1
+			}
+			labelled := rules.LabelByReverts(items, within)
+			rep, err := rules.Backtest(cmd.Context(), srcs, labelled, rules.BacktestConfig{Samples: 0, Bootstrap: boots})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d edits, %d reverted within %s (labels: vandalism = reverted)\n", rep.Labelled, rep.Vandalism, within)
+			return printReport(cmd.OutOrStdout(), rep)
+		},
+	}
+	cmd.Flags().StringArrayVar(&events, "events", nil, "JSON-lines file of recorded events (repeatable)")
+	cmd.Flags().DurationVar(&within, "within", 24*time.Hour, "an edit counts as reverted when the revert came within this time")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().IntVar(&boots, "bootstrap", 1000, "bootstrap resamples for the 95% confidence intervals (0: none)")
 	return cmd
 }
