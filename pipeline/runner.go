@@ -415,44 +415,66 @@ func (r *Runner) started(ctx context.Context, cons jetstream.Consumer) {
 	r.skipThrough = max(r.skipThrough, ci.Delivered.Stream)
 }
 
-// pull hands messages to the workers until ctx ends (then it drains the
-// iterator: the messages already fetched are still handled) or the
-// iterator fails for good. A
-// missed heartbeat is not fatal: the iterator issues a new pull request.
+// pull hands messages to the workers until ctx ends (then it drains: the
+// messages already fetched are still handled) or the consumer fails for
+// good. It uses the callback form of the pull consumer, not the iterator:
+// the iterator's channel holds only PullMaxMessages and the client drops
+// whatever arrives beyond it (a heartbeat, or the second batch of a pull
+// re-issued after a missed heartbeat while the handlers are busy), and a
+// dropped message waits out AckWait (30s) with no pull request left waiting
+// (issue 12's stall). The callback's subscription queues instead.
 func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- delivery) error {
 	hb := r.cfg.Heartbeat
-	iter, err := cons.Messages(jetstream.PullMaxMessages(max(2*r.cfg.Workers, 16)),
-		jetstream.PullHeartbeat(hb), jetstream.PullExpiry(max(5*hb, time.Second)))
+	filtered := len(r.cfg.FilterSubjects) > 0
+	failed := make(chan error, 1)
+	var inCallback sync.WaitGroup
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		inCallback.Add(1)
+		defer inCallback.Done()
+		md, _ := msg.Metadata()
+		r.lastDelivery.Store(r.now().UnixNano())
+		r.stalled.Store(false)
+		r.inflight.Add(1)
+		if md != nil && md.NumDelivered == 1 && !filtered {
+			r.checkGap(ctx, md.Sequence.Stream)
+		}
+		work <- delivery{msg: msg, md: md} // blocks while every worker is busy: back-pressure
+	},
+		jetstream.PullMaxMessages(max(2*r.cfg.Workers, 16)),
+		jetstream.PullHeartbeat(hb), jetstream.PullExpiry(max(5*hb, time.Second)),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			switch {
+			case errors.Is(err, jetstream.ErrNoHeartbeat):
+				r.log.Warn().Err(err).Msg("no heartbeat from the consumer; pulling again")
+			case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrBadRequest),
+				errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, nats.ErrConnectionClosed):
+				select {
+				case failed <- err:
+				default:
+				}
+			default:
+				r.log.Debug().Err(err).Msg("pull consumer status")
+			}
+		}))
 	if err != nil {
 		return fmt.Errorf("starting to pull from %s: %w", r.cfg.Durable, err)
 	}
-	stop := context.AfterFunc(ctx, iter.Drain)
-	defer stop()
-	filtered := len(r.cfg.FilterSubjects) > 0
-	for {
-		msg, err := iter.Next()
-		switch {
-		case err == nil:
-			md, _ := msg.Metadata()
-			r.lastDelivery.Store(r.now().UnixNano())
-			r.stalled.Store(false)
-			r.inflight.Add(1)
-			if md != nil && md.NumDelivered == 1 && !filtered {
-				r.checkGap(ctx, md.Sequence.Stream)
-			}
-			work <- delivery{msg: msg, md: md}
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("pulling from %s: iterator closed", r.cfg.Durable)
-		case errors.Is(err, jetstream.ErrNoHeartbeat):
-			r.log.Warn().Err(err).Msg("no heartbeat from the consumer; pulling again")
-		default:
-			iter.Stop()
-			return fmt.Errorf("pulling from %s: %w", r.cfg.Durable, err)
-		}
+	var perr error
+	select {
+	case <-ctx.Done():
+		cc.Drain()
+	case err := <-failed:
+		cc.Stop()
+		perr = fmt.Errorf("pulling from %s: %w", r.cfg.Durable, err)
+	case <-cc.Closed():
+		perr = fmt.Errorf("pulling from %s: consumer closed", r.cfg.Durable)
 	}
+	<-cc.Closed()
+	inCallback.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return perr
 }
 
 // checkGap is called in delivery order with the stream sequence of each
