@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,6 +26,8 @@ type channel struct {
 	log    zerolog.Logger
 	runner *pipeline.Runner
 	lease  *lease
+
+	holding atomic.Bool // this replica holds the lease and runs the consumer
 }
 
 // durableName is the channel's consumer: irc-<network>-<channel>.
@@ -95,6 +98,8 @@ func (c *channel) hold(ctx context.Context) {
 	ttl := n.w.cfg.LeaseTTL
 	n.w.m.leaseHeld.WithLabelValues(n.cfg.Name, c.name).Set(1)
 	c.log.Info().Msg("lease acquired; posting")
+	c.holding.Store(true)
+	defer c.holding.Store(false)
 	runCtx, cancel := context.WithCancel(ctx)
 	renewDone := make(chan struct{})
 	go func() {

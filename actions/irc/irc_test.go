@@ -100,6 +100,8 @@ func (e *testEnv) startWorker(t testing.TB, cfg Config, opts ...Option) *running
 	for _, ch := range cfg.Networks[0].Channels {
 		e.waitPoster(t, cfg.Networks[0].Name, ch.Name, "")
 	}
+	require.Eventually(t, func() bool { return w.Ready() == nil }, 30*time.Second, 20*time.Millisecond,
+		"the worker is ready once connected and its channels' consumers run")
 	return &runningWorker{w: w, reg: reg, stop: stop}
 }
 

@@ -7,6 +7,7 @@ package irc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -207,20 +208,33 @@ func (w *Worker) stopBackground() {
 	w.bg.Wait()
 }
 
-// Ready reports an error while a network is not registered (for /readyz).
+// Ready reports whether the worker is doing its job (for /readyz): every
+// network is registered, and the consumer of every channel this replica
+// posts to is running, not stalled, not behind the stream's retention
+// (pipeline.Runner.Ready). A replica that holds no lease (a standby) is
+// ready while it is connected.
 func (w *Worker) Ready() error {
 	var down []string
+	var errs []error
 	for _, n := range w.nets {
 		n.mu.Lock()
 		if !n.connected {
 			down = append(down, n.cfg.Name)
 		}
 		n.mu.Unlock()
+		for _, c := range n.chans {
+			if c.runner == nil || !c.holding.Load() {
+				continue
+			}
+			if err := c.runner.Ready(); err != nil {
+				errs = append(errs, fmt.Errorf("channel %s on %s: %w", c.name, n.cfg.Name, err))
+			}
+		}
 	}
 	if len(down) > 0 {
-		return fmt.Errorf("not connected to IRC network(s) %s", strings.Join(down, ", "))
+		errs = append([]error{fmt.Errorf("not connected to IRC network(s) %s", strings.Join(down, ", "))}, errs...)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // firstStart is when a channel consumer that does not exist yet starts: the
