@@ -69,7 +69,7 @@ func specs(t *testing.T) map[string]ruleSpec {
 }
 
 // TestScoreThresholdMatchesModel keeps the vandalism-score rule's threshold
-// in step with the trained model (go run ./rules/detect/train rewrites
+// in step with the trained model (go run ./cmd/rcwatch-train rewrites
 // DefaultThreshold).
 func TestScoreThresholdMatchesModel(t *testing.T) {
 	r, ok := specs(t)["vandalism-score"]
