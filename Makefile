@@ -21,8 +21,15 @@ unit:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
+# Each parser of untrusted input for FUZZTIME (seed corpora under each
+# package's testdata/fuzz, with testdata/hostile's events among them).
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./event -run '^$$' -fuzz FuzzDecode -fuzztime 30s
+	$(GO) test ./event -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzSSEStream$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzRCFeedConvert$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./actions/irc -run '^$$' -fuzz '^FuzzFormatAlert$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./rules/detect -run '^$$' -fuzz '^FuzzCitations$$' -fuzztime $(FUZZTIME)
 
 # The multi-process rehearsal of the cluster on loopback (docs/DEPLOY.md):
 # 3-node NATS, two rcwatch processes per stage, a node and a replica killed.
