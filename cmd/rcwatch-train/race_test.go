@@ -1,0 +1,6 @@
+//go:build race
+
+package main
+
+// raceEnabled: the race detector makes a full refit take minutes.
+const raceEnabled = true
