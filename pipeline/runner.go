@@ -341,10 +341,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	stopped := make(chan struct{})
 	watchDone := make(chan struct{})
 	consCh := make(chan jetstream.Consumer, 1)
-	go func() {
+	go func(cons jetstream.Consumer) {
 		defer close(watchDone)
 		r.watch(ctx, cons, consCh, stopped)
-	}()
+	}(cons)
 
 	work := make(chan delivery)
 	hctx := context.WithoutCancel(ctx)
@@ -459,6 +459,7 @@ func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- 
 	if err != nil {
 		return fmt.Errorf("starting to pull from %s: %w", r.cfg.Durable, err)
 	}
+	r.consuming.Store(true)
 	var perr error
 	select {
 	case <-ctx.Done():

@@ -315,3 +315,51 @@ func TestRunnerReportsStall(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 }
+
+// The runner survives its consumer being deleted and the server restarting:
+// it recreates the consumer and every message is handled.
+func TestRunnerRecoversConsumerAndServer(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	h := func(_ context.Context, m jetstream.Msg) error {
+		mu.Lock()
+		seen[string(m.Data())] = true
+		mu.Unlock()
+		return nil
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
+	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Log: zerolog.Nop()}, pipeline.RunnerConfig{
+		Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test", PlainAck: true,
+	}, h)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			natstest.Publish(t, js, "rc.testwiki.edit", "m"+strconv.Itoa(i), []byte(strconv.Itoa(i)))
+		}
+	}
+	publish(0, 10)
+	require.Eventually(t, func() bool { return count() == 10 }, 10*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, js.DeleteConsumer(ctx, pipeline.StreamRecentChange, "test"))
+	publish(10, 20)
+	require.Eventually(t, func() bool { return count() == 20 }, 30*time.Second, 10*time.Millisecond)
+
+	srv.Restart(t)
+	require.Eventually(t, func() bool {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		defer pcancel()
+		_, err := js.Stream(pctx, pipeline.StreamRecentChange)
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond)
+	publish(20, 30)
+	require.Eventually(t, func() bool { return count() == 30 }, 30*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return r.Ready() == nil }, 30*time.Second, 10*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+}
