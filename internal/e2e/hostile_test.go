@@ -193,6 +193,18 @@ func TestHostileInput(t *testing.T) {
 			assert.Error(t, err, "%s is rejected", r.File)
 			assert.Contains(t, string(out), filepath.Base(r.File)+":", "the message names the file and line")
 			assert.Contains(t, string(out), want, r.File)
+
+			// The same file at stage load: `rcwatch run` refuses to start,
+			// with the same message.
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			out, err = exec.CommandContext(ctx, binary, "run", "--source", "http://127.0.0.1:1/none",
+				"--data-dir", filepath.Join(t.TempDir(), "data"), "--ops-addr", "", "--feed-addr", "", "--enrich=false",
+				"--rules", filepath.Join(hostileDir, r.File)).CombinedOutput()
+			timedOut := ctx.Err()
+			cancel()
+			require.NoError(t, timedOut, "%s: run started anyway", r.File)
+			assert.Error(t, err, "%s: run refuses to start", r.File)
+			assert.Contains(t, string(out), want, "%s at stage load", r.File)
 		}
 	})
 
