@@ -1,7 +1,8 @@
 // Package pipeline owns everything NATS: the embedded server, connections,
-// the stream and KV definitions shared by every stage, the generic
-// consume→handle→ack stage runner, and the ops HTTP endpoint (/metrics,
-// /healthz, /readyz). Other packages never name a stream or bucket directly.
+// the stream, subject and KV definitions shared by every stage (streams.go,
+// subjects.go, kv.go), the stage contract (Deps, Stage) and the generic
+// consume→handle→ack stage runner. Other packages never name a stream,
+// subject or bucket directly. The ops HTTP endpoint is package ops.
 package pipeline
 
 import (
