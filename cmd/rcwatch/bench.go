@@ -84,6 +84,7 @@ every evaluator pause over --stall while events waited. With --rate and --durati
 	fs.BoolVar(&noBase, "no-baseline", false, "skip the plain publish baseline")
 	fs.BoolVar(&verbose, "verbose", false, "show rcwatch run's log (warnings and errors)")
 	fs.StringArrayVar(&cfg.Args, "run-arg", nil, "extra flag for rcwatch run (repeatable)")
+	fs.DurationVar(&cfg.DumpOnStall, "dump-on-stall", 0, "diagnosis: SIGQUIT rcwatch run (goroutine dump with --verbose) when a stall passes this, and stop")
 	return cmd
 }
 

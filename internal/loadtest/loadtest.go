@@ -63,6 +63,10 @@ type Config struct {
 	Stderr io.Writer
 	// Args are extra flags of `rcwatch run`.
 	Args []string
+	// DumpOnStall: when a stall passes this, the process is sent SIGQUIT
+	// (Go prints every goroutine's stack to Stderr) and the run ends with an
+	// error; for diagnosis (0: off).
+	DumpOnStall time.Duration
 }
 
 // Result is what one measurement found.
@@ -313,6 +317,13 @@ func sample(ctx context.Context, cfg Config, js jetstream.JetStream, pid int, re
 			continue
 		}
 		floor := ci.AckFloor.Stream
+		if cfg.DumpOnStall > 0 && floor == ackFloor && floor < lastSeq && now.Sub(lastAdvance) > cfg.DumpOnStall {
+			if p, err := os.FindProcess(pid); err == nil {
+				_ = p.Signal(syscall.SIGQUIT)
+			}
+			return fmt.Errorf("stalled %v (ack floor %d of %d, ack pending %d, waiting pulls %d): goroutines dumped",
+				now.Sub(lastAdvance), floor, lastSeq, ci.NumAckPending, ci.NumWaiting)
+		}
 		if floor == ackFloor && floor < lastSeq && now.Sub(lastAdvance) > cfg.Stall && len(res.StallStates) == len(res.Stalls) {
 			res.StallStates = append(res.StallStates, fmt.Sprintf("ack floor %d of %d, pending %d, ack pending %d, waiting pulls %d, redelivered %d",
 				floor, lastSeq, ci.NumPending, ci.NumAckPending, ci.NumWaiting, ci.NumRedelivered))
