@@ -55,7 +55,7 @@ func TestEvaluateDrainsOnSIGTERM(t *testing.T) {
 	p := startProc(t, args...)
 	require.Eventually(t, func() bool { return natstest.Count(t, js, pipeline.StreamAlerts) >= 200 }, 60*time.Second, 10*time.Millisecond)
 	start := time.Now()
-	require.NoError(t, p.signal(t, syscall.SIGTERM, graceEvaluate), "exit 0")
+	require.NoError(t, p.Signal(t, syscall.SIGTERM, graceEvaluate), "exit 0")
 	assert.Less(t, time.Since(start), graceEvaluate)
 	require.Less(t, natstest.Count(t, js, pipeline.StreamAlerts), want, "stopped under load, mid-run")
 	info := natstest.ConsumerInfo(t, js, pipeline.StreamRecentChange, "rules")
@@ -67,7 +67,7 @@ func TestEvaluateDrainsOnSIGTERM(t *testing.T) {
 		return i.NumPending == 0 && i.NumAckPending == 0
 	}, 60*time.Second, 20*time.Millisecond)
 	assert.Equal(t, want, natstest.Count(t, js, pipeline.StreamAlerts), "every event evaluated, no alert lost")
-	require.NoError(t, p2.signal(t, syscall.SIGTERM, graceEvaluate))
+	require.NoError(t, p2.Signal(t, syscall.SIGTERM, graceEvaluate))
 }
 
 func ircAlert(i int) event.Alert {
@@ -115,7 +115,7 @@ networks:
 	}
 	require.Less(t, len(watcher.WaitMessages(t, "#drain", 30, 30*time.Second)), n, "stopped under load, mid-run")
 	start := time.Now()
-	require.NoError(t, p.signal(t, syscall.SIGTERM, graceIRC), "exit 0")
+	require.NoError(t, p.Signal(t, syscall.SIGTERM, graceIRC), "exit 0")
 	assert.Less(t, time.Since(start), graceIRC)
 
 	p2 := startProc(t, args...)
@@ -131,7 +131,7 @@ networks:
 	for i := range n {
 		assert.Equal(t, 1, seen[i], "alert %d", i)
 	}
-	require.NoError(t, p2.signal(t, syscall.SIGTERM, graceIRC))
+	require.NoError(t, p2.Signal(t, syscall.SIGTERM, graceIRC))
 }
 
 func TestEditWorkerDrainsOnSIGTERM(t *testing.T) {
@@ -201,13 +201,13 @@ wikis:
 	recv(5, 60*time.Second)
 	require.Less(t, len(got), n, "stopped under load, mid-run")
 	start := time.Now()
-	require.NoError(t, p.signal(t, syscall.SIGTERM, graceEdit), "exit 0")
+	require.NoError(t, p.Signal(t, syscall.SIGTERM, graceEdit), "exit 0")
 	assert.Less(t, time.Since(start), graceEdit)
 
 	p2 := startProcEnv(t, []string{"RCWATCH_EDIT_BOT_PASSWORD=" + w.Bot.Secret}, args...)
 	recv(n, 2*time.Minute)
 	assert.Len(t, got, n, "every alert handled after the restart")
-	require.NoError(t, p2.signal(t, syscall.SIGTERM, graceEdit))
+	require.NoError(t, p2.Signal(t, syscall.SIGTERM, graceEdit))
 	for _, rc := range w.RecentChanges(t) {
 		assert.NotEqual(t, w.Bot.Name, rc.User, "dry-run made an edit")
 	}

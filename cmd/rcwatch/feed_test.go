@@ -61,7 +61,7 @@ func TestRunServesFeed(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freeport.Must(t))
 	p := startProc(t, "run", "--source", hs.URL, "--data-dir", t.TempDir(), "--ops-addr", ops,
 		"--nats-port", fmt.Sprint(natsPort), "--feed-addr", addr)
-	url := feedURL(t, p.log)
+	url := feedURL(t, p.Log)
 	assert.Equal(t, "http://"+addr+"/", url)
 
 	resp, err := http.Get(url)
@@ -87,7 +87,7 @@ func TestRunServesFeed(t *testing.T) {
 		return strings.Contains(httpGet(t, url+"api/alerts?wiki=enwiki&rule=test"), `"title":"Feed page"`)
 	}, 30*time.Second, 50*time.Millisecond)
 	httpGet(t, "http://"+ops+"/readyz") // 200: every stage, the feed among them, is ready
-	require.NoError(t, p.signal(t, syscall.SIGTERM, 30*time.Second))
+	require.NoError(t, p.Signal(t, syscall.SIGTERM, 30*time.Second))
 }
 
 // With the default address taken, `rcwatch run` serves the feed on a free
@@ -101,9 +101,9 @@ func TestRunFeedDefaultAddrTaken(t *testing.T) {
 	t.Cleanup(hs.Close)
 	ops := fmt.Sprintf("127.0.0.1:%d", freeport.Must(t))
 	p := startProc(t, "run", "--source", hs.URL, "--data-dir", t.TempDir(), "--ops-addr", ops)
-	url := feedURL(t, p.log)
+	url := feedURL(t, p.Log)
 	assert.True(t, strings.HasPrefix(url, "http://127.0.0.1:"), url)
 	assert.NotEqual(t, "http://127.0.0.1:8080/", url)
 	assert.Contains(t, httpGet(t, url), "patroller feed")
-	require.NoError(t, p.signal(t, syscall.SIGTERM, 30*time.Second))
+	require.NoError(t, p.Signal(t, syscall.SIGTERM, 30*time.Second))
 }

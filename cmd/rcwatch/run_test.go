@@ -149,7 +149,7 @@ wikis:
 	assert.Contains(t, metrics, "rcwatch_irc_lines_sent_total")
 
 	start := time.Now()
-	require.NoError(t, p.signal(t, syscall.SIGTERM, graceRun), "exit 0 after draining every stage")
+	require.NoError(t, p.Signal(t, syscall.SIGTERM, graceRun), "exit 0 after draining every stage")
 	assert.Less(t, time.Since(start), graceRun)
 	for _, rc := range w.RecentChanges(t) {
 		assert.NotEqual(t, w.Bot.Name, rc.User, "dry-run made an edit")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rcwatch/rcwatch/ingest"
 	"github.com/rcwatch/rcwatch/internal/testbed/freeport"
+	"github.com/rcwatch/rcwatch/internal/testbed/proctest"
 )
 
 // runFails runs rcwatch, expects it to exit non-zero within 15 s (not the
@@ -27,7 +28,7 @@ func runFails(tb testing.TB, args ...string) string {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, proctest.Rcwatch(), args...)
 	cmd.Env = append(os.Environ(), "RCWATCH_LOG_FORMAT=json")
 	out, err := cmd.CombinedOutput()
 	require.NoError(tb, ctx.Err(), "rcwatch %v did not exit:\n%s", args, out)
@@ -37,11 +38,11 @@ func runFails(tb testing.TB, args ...string) string {
 }
 
 // waitLog waits until the process's log contains s.
-func waitLog(tb testing.TB, p *proc, s string, within time.Duration) string {
+func waitLog(tb testing.TB, p *proctest.Proc, s string, within time.Duration) string {
 	tb.Helper()
 	var log string
 	require.Eventually(tb, func() bool {
-		b, _ := os.ReadFile(p.log)
+		b, _ := os.ReadFile(p.Log)
 		log = string(b)
 		return strings.Contains(log, s)
 	}, within, 20*time.Millisecond, "log never said %q", s)
@@ -62,13 +63,13 @@ func TestRunDataDirLock(t *testing.T) {
 	out := runFails(t, args...)
 	assert.Contains(t, out, "data directory in use")
 	assert.Contains(t, out, dir)
-	assert.Contains(t, out, fmt.Sprintf("pid %d", first.cmd.Process.Pid))
+	assert.Contains(t, out, fmt.Sprintf("pid %d", first.Cmd.Process.Pid))
 	assert.NotContains(t, out, "not ready after")
 
-	require.NoError(t, first.signal(t, syscall.SIGTERM, 30*time.Second))
+	require.NoError(t, first.Signal(t, syscall.SIGTERM, 30*time.Second))
 	again := startProc(t, args...)
 	waitLog(t, again, "ingest configured", 30*time.Second)
-	require.NoError(t, again.signal(t, syscall.SIGTERM, 30*time.Second))
+	require.NoError(t, again.Signal(t, syscall.SIGTERM, 30*time.Second))
 }
 
 // A SIGKILLed holder does not leave the directory locked (flock dies with
@@ -80,10 +81,10 @@ func TestRunDataDirLockFreedBySIGKILL(t *testing.T) {
 	args := []string{"run", "--source", hs.URL, "--data-dir", dir, "--ops-addr", "", "--enrich=false"}
 	first := startProc(t, args...)
 	waitLog(t, first, "ingest configured", 30*time.Second)
-	require.Error(t, first.signal(t, syscall.SIGKILL, 10*time.Second))
+	require.Error(t, first.Signal(t, syscall.SIGKILL, 10*time.Second))
 	again := startProc(t, args...)
 	waitLog(t, again, "ingest configured", 30*time.Second)
-	require.NoError(t, again.signal(t, syscall.SIGTERM, 30*time.Second))
+	require.NoError(t, again.Signal(t, syscall.SIGTERM, 30*time.Second))
 }
 
 // Configuration errors name their cause, quickly.
@@ -155,7 +156,7 @@ func TestUnreachableNATSIsNamed(t *testing.T) {
 	assert.Contains(t, log, fmt.Sprintf("127.0.0.1:%d", port))
 	assert.Contains(t, log, "connection refused")
 	assert.NotContains(t, log, "hunter2")
-	require.NoError(t, p.signal(t, syscall.SIGTERM, 15*time.Second))
+	require.NoError(t, p.Signal(t, syscall.SIGTERM, 15*time.Second))
 }
 
 // `rcwatch run` (a laptop) serves metrics on loopback unless told otherwise;

@@ -78,7 +78,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Logf("IRC: %s", line.Raw)
 
 	// Killed in the middle: the IRC line is out, the revert may or may not be.
-	require.Error(t, p1.stop(t, syscall.SIGKILL, 10*time.Second))
+	require.Error(t, p1.Signal(t, syscall.SIGKILL, 10*time.Second))
 
 	// While it is down: a good editor fixes a typo; someone adds a citation
 	// last accessed in 2009.
@@ -99,8 +99,8 @@ func TestEndToEnd(t *testing.T) {
 	// Then let every stage finish what it has (the bot's own edits come back
 	// through the feed too) before counting.
 	waitIngested(t, js, w.Bot.Name, 2, 60*time.Second)
-	waitConsumersDone(t, js, pipeline.StreamRecentChange, 60*time.Second)
-	waitConsumersDone(t, js, pipeline.StreamAlerts, 60*time.Second)
+	natstest.WaitConsumerDone(t, js, pipeline.StreamRecentChange, "", 60*time.Second)
+	natstest.WaitConsumerDone(t, js, pipeline.StreamAlerts, "", 60*time.Second)
 
 	// One alert per case, none for the typo fix.
 	alerts := map[string][]event.Alert{}
@@ -143,7 +143,7 @@ func TestEndToEnd(t *testing.T) {
 	assert.True(t, strings.HasPrefix(h[0].Content, "{{Citation check|date="), "tag on top: %.80q", h[0].Content)
 	assert.Equal(t, 1, strings.Count(h[0].Content, "{{Citation check"))
 
-	require.NoError(t, p2.stop(t, syscall.SIGTERM, 60*time.Second), "exit 0 after draining")
+	require.NoError(t, p2.Signal(t, syscall.SIGTERM, 60*time.Second), "exit 0 after draining")
 }
 
 func hasBotEdit(tb testing.TB, w *mwtest.Wiki, title string) bool {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	"github.com/rcwatch/rcwatch/internal/testbed/freeport"
 	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/proctest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
@@ -31,7 +31,7 @@ type env struct {
 	wiki     *mwtest.Wiki
 	ircd     *ircdtest.Server
 	watcher  *ircdtest.Client
-	adapter  *proc
+	adapter  *proctest.Proc
 	feedURL  string // the adapter's SSE endpoint
 	feedOps  string // the adapter's /metrics
 	dir      string
@@ -111,7 +111,7 @@ wikis:
 
 // run starts `rcwatch run` with every stage on and waits until its ingest
 // is connected to the adapter (one more SSE client than before).
-func (e *env) run(tb testing.TB, extra ...string) *proc {
+func (e *env) run(tb testing.TB, extra ...string) *proctest.Proc {
 	tb.Helper()
 	before := metric(tb, e.feedOps, "rcwatch_rcfeed_clients")
 	args := append([]string{"run", "--source", e.feedURL, "--data-dir", filepath.Join(e.dir, "data"),
@@ -124,10 +124,8 @@ func (e *env) run(tb testing.TB, extra ...string) *proc {
 	p := startProc(tb, []string{"RCWATCH_EDIT_BOT_PASSWORD=" + e.wiki.Bot.Secret}, args...)
 	require.Eventually(tb, func() bool {
 		select {
-		case err := <-p.done:
-			p.done <- err
-			b, _ := os.ReadFile(p.log)
-			tb.Fatalf("rcwatch run exited: %v\n%s", err, tail(b, 8000))
+		case <-p.Done():
+			tb.Fatalf("rcwatch run exited: %v\n%s", p.Err(), p.Tail(8000))
 		default:
 		}
 		return metric(tb, e.feedOps, "rcwatch_rcfeed_clients") > before

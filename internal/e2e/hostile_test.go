@@ -27,6 +27,7 @@ import (
 	"github.com/rcwatch/rcwatch/internal/testbed/freeport"
 	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
+	"github.com/rcwatch/rcwatch/internal/testbed/proctest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
@@ -183,7 +184,7 @@ func TestHostileInput(t *testing.T) {
 
 	t.Run("rules", func(t *testing.T) {
 		for _, r := range m.Rules {
-			out, err := exec.Command(binary, "rules", "lint", filepath.Join(hostileDir, r.File)).CombinedOutput()
+			out, err := exec.Command(proctest.Rcwatch(), "rules", "lint", filepath.Join(hostileDir, r.File)).CombinedOutput()
 			if r.Expect == "ok" {
 				assert.NoError(t, err, "%s: %s", r.File, out)
 				continue
@@ -197,7 +198,7 @@ func TestHostileInput(t *testing.T) {
 			// The same file at stage load: `rcwatch run` refuses to start,
 			// with the same message.
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			out, err = exec.CommandContext(ctx, binary, "run", "--source", "http://127.0.0.1:1/none",
+			out, err = exec.CommandContext(ctx, proctest.Rcwatch(), "run", "--source", "http://127.0.0.1:1/none",
 				"--data-dir", filepath.Join(t.TempDir(), "data"), "--ops-addr", "", "--feed-addr", "", "--enrich=false",
 				"--rules", filepath.Join(hostileDir, r.File)).CombinedOutput()
 			timedOut := ctx.Err()
@@ -258,7 +259,7 @@ networks:
 		}
 		return false
 	}, 90*time.Second, 100*time.Millisecond, "the last good event never arrived")
-	waitConsumersDone(t, js, pipeline.StreamRecentChange, 60*time.Second)
+	natstest.WaitConsumerDone(t, js, pipeline.StreamRecentChange, "", 60*time.Second)
 
 	// Every good item stored once, nothing else.
 	stored := map[string]int{}
@@ -320,12 +321,12 @@ networks:
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "still ready")
-	require.NoError(t, p.stop(t, syscall.SIGTERM, 60*time.Second), "exit 0")
+	require.NoError(t, p.Signal(t, syscall.SIGTERM, 60*time.Second), "exit 0")
 }
 
 // waitQuiet waits until the alert consumers have nothing left.
 func waitQuiet(tb testing.TB, js jetstream.JetStream) error {
-	waitConsumersDone(tb, js, pipeline.StreamAlerts, 60*time.Second)
+	natstest.WaitConsumerDone(tb, js, pipeline.StreamAlerts, "", 60*time.Second)
 	return nil
 }
 

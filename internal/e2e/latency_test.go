@@ -102,7 +102,7 @@ func TestLatency(t *testing.T) {
 		p50, p99, mx := pct(s.d, 50), pct(s.d, 99), slices.Max(s.d)
 		t.Logf("%-32s p50 %6.0f ms  p99 %6.0f ms  max %6.0f ms", s.name, ms(p50), ms(p99), ms(mx))
 	}
-	require.NoError(t, p.stop(t, syscall.SIGTERM, 60*time.Second))
+	require.NoError(t, p.Signal(t, syscall.SIGTERM, 60*time.Second))
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -14,10 +14,8 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +30,7 @@ import (
 	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
+	"github.com/rcwatch/rcwatch/internal/testbed/proctest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
@@ -49,59 +48,15 @@ const ruleFile = `rules:
     actions: ["edit:tag"]
 `
 
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
-
-func buildBinary(t *testing.T) string {
+// start runs one rcwatch replica; at cleanup it gets SIGTERM and 20s.
+func start(t *testing.T, bin, name string, args ...string) *proctest.Proc {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "rcwatch")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/rcwatch").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return bin
-}
-
-func start(t *testing.T, bin, name string, args ...string) *proc {
-	t.Helper()
-	logf := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(logf)
-	require.NoError(t, err)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), "RCWATCH_LOG_FORMAT=json", "RCWATCH_OPS_ADDR=")
-	require.NoError(t, cmd.Start())
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logf}
-	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logf)
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			t.Logf("--- %s log (tail):\n%s", name, b)
-		}
-	})
-	return p
-}
-
-func (p *proc) kill(t *testing.T) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Kill())
-	<-p.done
+	return proctest.Start(t, bin, proctest.Options{Name: name, Env: []string{"RCWATCH_OPS_ADDR="}, Grace: 20 * time.Second, LogTail: 4000}, args...)
 }
 
 func TestRehearsal(t *testing.T) {
-	bin := buildBinary(t)
+	bin, err := proctest.Build(t.TempDir(), proctest.Package)
+	require.NoError(t, err)
 	cluster := natstest.StartCluster(t, 3)
 	urls := cluster.URLs()
 
@@ -178,14 +133,14 @@ wikis:
 	js, err := pipeline.JetStream(nc)
 	require.NoError(t, err)
 
-	procs := map[string][2]*proc{}
+	procs := map[string][2]*proctest.Proc{}
 	for _, name := range order {
 		args := stages[name]
 		if name == "act-irc" {
-			procs[name] = [2]*proc{start(t, bin, name+"-a", append(args, "--replica-id", "a")...),
+			procs[name] = [2]*proctest.Proc{start(t, bin, name+"-a", append(args, "--replica-id", "a")...),
 				start(t, bin, name+"-b", append(args, "--replica-id", "b")...)}
 		} else {
-			procs[name] = [2]*proc{start(t, bin, name+"-a", args...), start(t, bin, name+"-b", args...)}
+			procs[name] = [2]*proctest.Proc{start(t, bin, name+"-a", args...), start(t, bin, name+"-b", args...)}
 		}
 		switch name {
 		case "act-irc":
@@ -199,7 +154,7 @@ wikis:
 	// Mid-run: one NATS node and one replica of each stage die.
 	cluster.Nodes[2].Shutdown()
 	for _, p := range procs {
-		p[0].kill(t)
+		p[0].Kill(t)
 	}
 	t.Logf("killed NATS node n2 and one replica of each stage")
 

@@ -180,19 +180,38 @@ func ConsumerInfo(tb testing.TB, js jetstream.JetStream, stream, durable string)
 }
 
 // WaitConsumerDone waits until stream's consumer durable exists and has
-// nothing pending and nothing waiting for an ack (a stage caught up).
+// nothing pending and nothing waiting for an ack (a stage caught up). With
+// durable "", it waits for every durable consumer of the stream (the
+// stages'; a test's own readers are ephemeral), at least one.
 func WaitConsumerDone(tb testing.TB, js jetstream.JetStream, stream, durable string, timeout time.Duration) {
 	tb.Helper()
+	done := func(c *jetstream.ConsumerInfo) bool { return c.NumPending == 0 && c.NumAckPending == 0 }
 	require.Eventually(tb, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		c, err := js.Consumer(ctx, stream, durable)
+		if durable != "" {
+			c, err := js.Consumer(ctx, stream, durable)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(ctx)
+			return err == nil && done(info)
+		}
+		s, err := js.Stream(ctx, stream)
 		if err != nil {
 			return false
 		}
-		info, err := c.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-	}, timeout, 20*time.Millisecond, "consumer %s on %s never caught up", durable, stream)
+		n, all := 0, true
+		// Read the lister to the end: leaving early leaks its goroutine.
+		for info := range s.ListConsumers(ctx).Info() {
+			if info.Config.Durable == "" {
+				continue
+			}
+			n++
+			all = all && done(info)
+		}
+		return n > 0 && all
+	}, timeout, 20*time.Millisecond, "consumer %q of %s never caught up", durable, stream)
 }
 
 // Cluster is a JetStream cluster of embedded servers on loopback.

@@ -64,6 +64,7 @@ func TestConsumerHelpers(t *testing.T) {
 		require.NoError(t, m.DoubleAck(ctx))
 	}
 	natstest.WaitConsumerDone(t, js, pipeline.StreamRecentChange, "probe", 10*time.Second)
+	natstest.WaitConsumerDone(t, js, pipeline.StreamRecentChange, "", 10*time.Second) // every durable
 }
 
 // A three-node cluster elects a JetStream leader and takes the topology.
