@@ -155,6 +155,7 @@ type sseEvent struct {
 	Event string
 	ID    string
 	Data  string
+	At    time.Time // when the reader had the whole event
 }
 
 func (e sseEvent) item(t testing.TB) feed.Item {
@@ -186,6 +187,7 @@ func openSSE(t testing.TB, base, query, lastID string) *sse {
 			switch {
 			case line == "":
 				if ev.Event != "" || ev.Data != "" {
+					ev.At = time.Now()
 					s.events <- ev
 				}
 				ev = sseEvent{}
