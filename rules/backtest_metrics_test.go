@@ -70,8 +70,8 @@ func TestBootstrapCI(t *testing.T) {
 // ORES split (never trained or tuned on). The figures and their intervals
 // are in docs/DETECTION.md.
 func TestScoreOnCases(t *testing.T) {
-	if testing.Short() {
-		t.Skip("backtests 4,800 cases")
+	if testing.Short() || raceEnabled {
+		t.Skip("backtests 4,800 cases (minutes under -race; no concurrency here)")
 	}
 	srcs := packSources(t)
 	for _, tt := range []struct {
