@@ -16,7 +16,7 @@ func TestORESText(t *testing.T) {
 	}{
 		{"nothing", nil, nil, "", ORES{LongestRepeatedCharAdded: 1}},
 		{"one word changed", []string{"The rain forests are wet."}, []string{"The candy forests are wet."}, "",
-			ORES{LongestRepeatedCharAdded: 1, WordsAdded: 1, WordsRemoved: 1, NonStopwordDelta: 1.0/1 - 1.0/1}},
+			ORES{LongestRepeatedCharAdded: 1, WordsAdded: 1, WordsRemoved: 1, NonStopwordDelta: 0}}, // rain +1/(0+1), candy -1/1
 		{"bad and informal words", []string{"he is a fucking idiot lol"}, []string{"He was a politician."}, "",
 			// fucking: +1/(0+1); idiot, lol informal: +2; "he" removed and added cancel.
 			ORES{LongestRepeatedCharAdded: 1, WordsAdded: 5, WordsRemoved: 3, BadwordsDelta: 1, InformalsDelta: 2,

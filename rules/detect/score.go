@@ -137,13 +137,6 @@ func editDistance(a, b string) int {
 	return prev[len(rb)]
 }
 
-// newAccountAge is the age under which an account is not autoconfirmed on
-// most wikis (4 days).
-const newAccountAge = 4 * 24 * 3600
-
-// youngPageAge: a page younger than a year is young.
-const youngPageAge = 365 * 24 * 3600
-
 // minShoutLetters is the least inserted text (in letters) judged for
 // shouting: one capitalised acronym is not shouting.
 const minShoutLetters = 12
@@ -242,4 +235,3 @@ func summaryKind(s string) (empty, section, revert bool) {
 	}
 	return false, false, revertSummaryRE.MatchString(s)
 }
-
