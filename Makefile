@@ -10,9 +10,12 @@ build:
 deps:
 	bash scripts/test-deps.sh
 
-# The whole suite with the race detector, real servers included.
+# The whole suite with the race detector, real servers included; then the
+# data checks that skip under -race (they take minutes there and test no
+# concurrency): the score on the committed cases and the model's refit.
 test: deps
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -count=1 -timeout 10m -run '^(TestScoreOnCases|TestORESCasesFile|TestModelIsReproducible)$$' ./rules ./cmd/rcwatch-train
 
 # Without the servers' installation step (what a quick local loop wants).
 unit:
