@@ -15,6 +15,7 @@ import (
 	"github.com/rcwatch/rcwatch/ingest"
 	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
 	"github.com/rcwatch/rcwatch/internal/testbed/leaktest"
+	"github.com/rcwatch/rcwatch/internal/testbed/metrictest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
@@ -79,35 +80,7 @@ func (r *running) stop(tb testing.TB) error {
 
 func counter(tb testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
 	tb.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(tb, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		var sum float64
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			if m.Counter != nil {
-				sum += m.GetCounter().GetValue()
-			} else if m.Gauge != nil {
-				sum += m.GetGauge().GetValue()
-			}
-		}
-		return sum
-	}
-	return 0
+	return metrictest.Sum(tb, reg, name, labels...)
 }
 
 // assertExactly checks that RECENTCHANGE holds exactly the events, each

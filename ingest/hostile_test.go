@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/internal/testbed/logtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
@@ -128,24 +128,6 @@ func TestIngestFrameOverSSELimitIsDeadLetteredByID(t *testing.T) {
 	require.NoError(t, r.stop(t))
 }
 
-// syncBuffer is a log sink safe for the ingester's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(sub string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), sub)
-}
-
 // Reconnect storm: once a position is stored, a source that answers ":ok"
 // and closes used to be reconnected at once, forever (164,865 connections
 // in 100 s, 31 MB of warnings), the ignored ":ok" counting as progress.
@@ -166,7 +148,7 @@ func TestIngestEmptyConnectionsBackOff(t *testing.T) {
 	t.Cleanup(hs.Close)
 	src, err := ingest.NewSSESource(ingest.SSEConfig{URL: hs.URL})
 	require.NoError(t, err)
-	logs := &syncBuffer{}
+	logs := logtest.NewSink()
 	reg := prometheus.NewRegistry()
 	in, err := ingest.New(pipeline.Deps{NC: nc, Reg: reg, Log: zerolog.New(logs)},
 		ingest.Config{BackoffMin: 20 * time.Millisecond, BackoffMax: 2 * time.Second, PositionInterval: 20 * time.Millisecond}, src)
@@ -184,6 +166,6 @@ func TestIngestEmptyConnectionsBackOff(t *testing.T) {
 	n := conns.Load()
 	assert.LessOrEqual(t, n, int32(12), "connections in 3s")
 	assert.GreaterOrEqual(t, n, int32(4))
-	assert.LessOrEqual(t, logs.count("SSE connection ended"), 2, "the warning is logged at most once a minute while failing")
+	assert.LessOrEqual(t, len(logs.Matching("SSE connection ended")), 2, "the warning is logged at most once a minute while failing")
 	assert.Equal(t, float64(n), counter(t, reg, "rcwatch_ingest_reconnects_total"), "every reconnect is counted")
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rcwatch/rcwatch/internal/testbed/leaktest"
 	"github.com/rcwatch/rcwatch/internal/testbed/logtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/metrictest"
 	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
 	"github.com/rcwatch/rcwatch/mediawiki"
 )
@@ -68,28 +69,7 @@ func (e *env) client(t *testing.T, mutate ...func(*mediawiki.Config)) *mediawiki
 // counter sums the counter name over series whose labels include kv.
 func (e *env) counter(t *testing.T, name string, kv ...string) float64 {
 	t.Helper()
-	mfs, err := e.reg.Gather()
-	require.NoError(t, err)
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(kv); i += 2 {
-				if labels[kv[i]] != kv[i+1] {
-					continue next
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
+	return metrictest.Sum(t, e.reg, name, kv...)
 }
 
 func asUser(a mwtest.Account) func(*mediawiki.Config) {

@@ -18,61 +18,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rcwatch/rcwatch/internal/testbed/logtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/metrictest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
-
-// metricValue sums the samples of a counter or gauge whose labels include want.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for k, v := range want {
-				found := false
-				for _, l := range m.GetLabel() {
-					if l.GetName() == k && l.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			if m.GetCounter() != nil {
-				sum += m.GetCounter().GetValue()
-			}
-			if m.GetGauge() != nil {
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
-}
-
-// syncBuffer is a log sink shared by the runner's goroutines and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fillStream limits a stream to max bytes, refusing new messages (DiscardNew),
 // and fills it with one message so that every further publish fails with 503.
@@ -135,7 +85,7 @@ func TestRunnerWaitsWhileStorageIsFull(t *testing.T) {
 		return nil
 	}
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := logtest.NewSink()
 	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.New(logs)}, pipeline.RunnerConfig{
 		Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test", MaxDeliver: 3, Workers: 16,
 		Backoff: 10 * time.Millisecond, StorageBackoffMax: 200 * time.Millisecond, WatchInterval: 50 * time.Millisecond,
@@ -151,14 +101,14 @@ func TestRunnerWaitsWhileStorageIsFull(t *testing.T) {
 	// DEADLETTER) and the server stopped delivering.
 	alerting := float64(n - n/poisonEvery)
 	require.Eventually(t, func() bool {
-		return metricValue(t, reg, "rcwatch_stage_messages_total", map[string]string{"result": "storage_wait"}) >= 5*alerting
+		return metrictest.Sum(t, reg, "rcwatch_stage_messages_total", "result", "storage_wait") >= 5*alerting
 	}, 60*time.Second, 20*time.Millisecond)
 	err = r.Ready()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "NATS cannot store")
-	assert.Equal(t, 1.0, metricValue(t, reg, "rcwatch_stage_storage_failing", nil))
-	assert.Zero(t, metricValue(t, reg, "rcwatch_stage_messages_total", map[string]string{"result": "ok"}))
-	assert.Zero(t, metricValue(t, reg, "rcwatch_stage_messages_total", map[string]string{"result": "dead_letter"}),
+	assert.Equal(t, 1.0, metrictest.Sum(t, reg, "rcwatch_stage_storage_failing"))
+	assert.Zero(t, metrictest.Sum(t, reg, "rcwatch_stage_messages_total", "result", "ok"))
+	assert.Zero(t, metrictest.Sum(t, reg, "rcwatch_stage_messages_total", "result", "dead_letter"),
 		"no dead letter is counted done while DEADLETTER is full")
 	assert.Contains(t, logs.String(), "NATS cannot store this stage's output")
 	c, err := js.Consumer(ctx, pipeline.StreamRecentChange, "test")
@@ -194,7 +144,7 @@ func TestRunnerWaitsWhileStorageIsFull(t *testing.T) {
 	assert.Len(t, alerts, int(alerting), "each alert stored once")
 	assert.Len(t, dead, n/poisonEvery, "each dead letter stored once")
 	require.Eventually(t, func() bool {
-		return r.Ready() == nil && metricValue(t, reg, "rcwatch_stage_storage_failing", nil) == 0
+		return r.Ready() == nil && metrictest.Sum(t, reg, "rcwatch_stage_storage_failing") == 0
 	}, 10*time.Second, 20*time.Millisecond)
 	cancel()
 	require.NoError(t, <-done)
@@ -226,7 +176,7 @@ func TestRunnerReportsEventsAgedOut(t *testing.T) {
 		defer mu.Unlock()
 		return len(seen)
 	}
-	start := func(reg *prometheus.Registry, logs *syncBuffer) (*pipeline.Runner, func()) {
+	start := func(reg *prometheus.Registry, logs *logtest.Sink) (*pipeline.Runner, func()) {
 		r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.New(logs)}, pipeline.RunnerConfig{
 			Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test",
 			WatchInterval: 50 * time.Millisecond, PlainAck: true,
@@ -239,7 +189,7 @@ func TestRunnerReportsEventsAgedOut(t *testing.T) {
 	}
 
 	publish(0, 10)
-	_, stop := start(prometheus.NewRegistry(), &syncBuffer{})
+	_, stop := start(prometheus.NewRegistry(), logtest.NewSink())
 	require.Eventually(t, func() bool { return handled() == 10 }, 10*time.Second, 10*time.Millisecond)
 	stop()
 
@@ -253,12 +203,12 @@ func TestRunnerReportsEventsAgedOut(t *testing.T) {
 	require.NoError(t, err)
 
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := logtest.NewSink()
 	r, stop := start(reg, logs)
 	defer stop()
 	require.Eventually(t, func() bool { return handled() == 30 }, 10*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool {
-		return metricValue(t, reg, "rcwatch_stage_skipped_total", nil) == 80
+		return metrictest.Sum(t, reg, "rcwatch_stage_skipped_total") == 80
 	}, 10*time.Second, 10*time.Millisecond)
 	mu.Lock()
 	got := map[string]bool{}
@@ -274,7 +224,7 @@ func TestRunnerReportsEventsAgedOut(t *testing.T) {
 	assert.Contains(t, err.Error(), "retention")
 	assert.Contains(t, logs.String(), `"level":"error"`)
 	assert.Contains(t, logs.String(), `"count":80`)
-	assert.Equal(t, 80.0, metricValue(t, reg, "rcwatch_stage_skipped_total", nil), "counted once")
+	assert.Equal(t, 80.0, metrictest.Sum(t, reg, "rcwatch_stage_skipped_total"), "counted once")
 }
 
 // A consumer that stops delivering while messages are pending (here: paused
@@ -306,7 +256,7 @@ func TestRunnerReportsStall(t *testing.T) {
 		err := r.Ready()
 		return err != nil && strings.Contains(err.Error(), "stalled")
 	}, 10*time.Second, 10*time.Millisecond)
-	assert.GreaterOrEqual(t, metricValue(t, reg, "rcwatch_stage_pull_stalls_total", nil), 1.0)
+	assert.GreaterOrEqual(t, metrictest.Sum(t, reg, "rcwatch_stage_pull_stalls_total"), 1.0)
 
 	_, err = js.ResumeConsumer(ctx, pipeline.StreamRecentChange, "test")
 	require.NoError(t, err)

@@ -18,13 +18,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/internal/testbed/logtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/metrictest"
 	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/mediawiki"
@@ -232,37 +232,6 @@ func skippedCount(reg *prometheus.Registry, reason string) float64 {
 	return total
 }
 
-func counterSum(reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	mfs, _ := reg.Gather()
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for k, v := range labels {
-				found := false
-				for _, l := range m.GetLabel() {
-					if l.GetName() == k && l.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			if m.GetCounter() != nil {
-				total += m.GetCounter().GetValue()
-			}
-			if m.GetGauge() != nil {
-				total += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return total
-}
-
 // TestWorkerWiki runs the edit worker against one real MediaWiki (shared
 // by the subtests, which run in order: the kill switch and talk page are
 // per wiki) and a fresh embedded NATS per subtest.
@@ -354,7 +323,7 @@ func testOperations(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	}
 	assert.Len(t, botRevs(t, w, "Ops tag target"), 1)
 	assert.Len(t, botRevs(t, w, "Project:Vandalism reports"), 1)
-	assert.Equal(t, 3.0, counterSum(reg, "rcwatch_edit_edits_total", nil))
+	assert.Equal(t, 3.0, metrictest.Sum(t, reg, "rcwatch_edit_edits_total"))
 	assert.Equal(t, 2.0, skippedCount(reg, SkipAlreadyDone))
 }
 
@@ -523,8 +492,8 @@ func testMaxLag(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	assert.Equal(t, "edited", a.Result)
 	assert.GreaterOrEqual(t, time.Since(start), 5*time.Second, "redelivered after Retry-After")
 	assert.Len(t, botRevs(t, w, "Lag target"), 1, "no edit lost or doubled")
-	assert.GreaterOrEqual(t, counterSum(reg, "rcwatch_edit_errors_total", map[string]string{"code": "maxlag"}), 1.0)
-	rate := counterSum(reg, "rcwatch_edit_rate_per_minute", nil)
+	assert.GreaterOrEqual(t, metrictest.Sum(t, reg, "rcwatch_edit_errors_total", "code", "maxlag"), 1.0)
+	rate := metrictest.Sum(t, reg, "rcwatch_edit_rate_per_minute")
 	assert.Less(t, rate, 6000.0/2, "lag 7 s with maxlag 5 slows the budget by 2.4x: %v/min", rate)
 }
 
@@ -542,7 +511,7 @@ func testReadOnly(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	a := e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, "edited", a.Result)
 	assert.Len(t, botRevs(t, w, "Readonly target"), 1)
-	assert.GreaterOrEqual(t, counterSum(reg, "rcwatch_edit_errors_total", map[string]string{"code": "readonly"}), 1.0)
+	assert.GreaterOrEqual(t, metrictest.Sum(t, reg, "rcwatch_edit_errors_total", "code", "readonly"), 1.0)
 }
 
 // Item 3: a stale CSRF token (the session was replaced by a new login):
@@ -573,9 +542,9 @@ func testStaleToken(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	a := e.awaitAudits(1, 30*time.Second)[0]
 	assert.Equal(t, "edited", a.Result, "%+v", a)
 	assert.Len(t, botRevs(t, w, "Token target"), 1)
-	assert.Equal(t, 1.0, counterSum(mreg, "rcwatch_mediawiki_token_fetches_total", map[string]string{"type": "csrf", "reason": "refresh"}),
+	assert.Equal(t, 1.0, metrictest.Sum(t, mreg, "rcwatch_mediawiki_token_fetches_total", "type", "csrf", "reason", "refresh"),
 		"the token was refreshed once after badtoken")
-	assert.GreaterOrEqual(t, counterSum(mreg, "rcwatch_mediawiki_requests_total", map[string]string{"result": "badtoken"}), 1.0)
+	assert.GreaterOrEqual(t, metrictest.Sum(t, mreg, "rcwatch_mediawiki_requests_total", "result", "badtoken"), 1.0)
 }
 
 // Item 3: another user edits the page between the decision and the write:
@@ -595,8 +564,8 @@ func testConflict(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	assert.Contains(t, text, "Rewritten first line.", "the other user's change is kept")
 	assert.True(t, strings.HasPrefix(text, "{{Update|"), text)
 	assert.Len(t, botRevs(t, w, "Conflict target"), 1)
-	assert.Equal(t, 1.0, counterSum(reg, "rcwatch_edit_redecisions_total", nil))
-	assert.GreaterOrEqual(t, counterSum(reg, "rcwatch_edit_errors_total", map[string]string{"code": "editconflict"}), 1.0)
+	assert.Equal(t, 1.0, metrictest.Sum(t, reg, "rcwatch_edit_redecisions_total"))
+	assert.GreaterOrEqual(t, metrictest.Sum(t, reg, "rcwatch_edit_errors_total", "code", "editconflict"), 1.0)
 }
 
 // Exactly one edit per alert when the worker died after the edit and before
@@ -632,7 +601,7 @@ func testCrashAfterEdit(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	}
 	assert.Len(t, botRevs(t, w, "Crash tag"), 1)
 	assert.Len(t, botRevs(t, w, "Crash revert"), 1)
-	assert.Equal(t, 2.0, counterSum(reg, "rcwatch_edit_edits_total", nil))
+	assert.Equal(t, 2.0, metrictest.Sum(t, reg, "rcwatch_edit_edits_total"))
 }
 
 // Item 5: dry-run makes no edit at all, and audits the exact change.
@@ -660,8 +629,8 @@ func testDryRun(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	assert.Equal(t, bad, byOp[OpRevert].BaseRevID)
 	assert.Contains(t, byOp[OpReport].Added, "[[:Dry tag]]")
 	assert.Equal(t, before, w.RecentChanges(t), "dry-run changed the wiki")
-	assert.Equal(t, 3.0, counterSum(reg, "rcwatch_edit_dry_run_total", nil))
-	assert.Zero(t, counterSum(reg, "rcwatch_edit_edits_total", nil))
+	assert.Equal(t, 3.0, metrictest.Sum(t, reg, "rcwatch_edit_dry_run_total"))
+	assert.Zero(t, metrictest.Sum(t, reg, "rcwatch_edit_edits_total"))
 }
 
 // Item 4: three replicas, 20 alerts, a budget of one edit per second: no
@@ -735,14 +704,7 @@ func testReplicas(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	}
 	total := 0.0
 	for _, reg := range regs {
-		total += testutil.ToFloat64(counterVecSum(reg))
+		total += metrictest.Sum(t, reg, "rcwatch_edit_edits_total")
 	}
 	assert.Equal(t, float64(n), total)
-}
-
-// counterVecSum exposes rcwatch_edit_edits_total's sum as a collector for testutil.
-func counterVecSum(reg *prometheus.Registry) prometheus.Collector {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sum"})
-	g.Set(counterSum(reg, "rcwatch_edit_edits_total", nil))
-	return g
 }

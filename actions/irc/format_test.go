@@ -1,7 +1,6 @@
 package irc
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -9,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/event"
+	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
 )
 
 func sampleAlert() *event.Alert {
@@ -25,8 +25,7 @@ func sampleAlert() *event.Alert {
 // The part of the line after "[rule] score " is byte-for-byte the legacy
 // irc.wikimedia.org format of the recorded fixture, with the user class added.
 func TestFormatAlertMatchesLegacyFeed(t *testing.T) {
-	raw, err := os.ReadFile("../../testdata/fixtures/irc.rc-pmtpa.with-colour-codes.txt")
-	require.NoError(t, err)
+	raw := fixtures.Read(t, "irc.rc-pmtpa.with-colour-codes.txt")
 	_, ircLine, ok := strings.Cut(strings.TrimRight(string(raw), "\r\n"), "\t")
 	require.True(t, ok)
 	_, legacy, ok := strings.Cut(ircLine, " PRIVMSG #en.wikipedia :")
