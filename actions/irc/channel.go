@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rcwatch/rcwatch/actions"
+	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
@@ -42,7 +43,11 @@ func newChannel(n *network, cfg ChannelConfig) (*channel, error) {
 		Stage: durable, Stream: pipeline.StreamAlerts, Durable: durable,
 		// Handlers wait for their line; enough of them must wait at once for
 		// a burst to reach the backlog and fold.
-		Workers: 256, MaxAckPending: 1024, AckWait: n.w.cfg.AckWait,
+		// Folding from the backlog (Config.BacklogFold) counts at most the
+		// alerts in hand into each digest line: 1024 per line at 2 lines/s
+		// outruns a 2,000 alerts/s flood. (The race detector allows 8,128
+		// goroutines.)
+		Workers: 1024, MaxAckPending: 2048, AckWait: n.w.cfg.AckWait,
 		// Alerts that cannot be posted now ask for a redelivery (Retry), which
 		// must never run out: no delivery limit.
 		MaxDeliver: -1,
@@ -180,6 +185,9 @@ func (c *channel) handle(ctx context.Context, msg jetstream.Msg) error {
 		log.Info().Time("detected_at", a.DetectedAt).Msg("alert too old for IRC; not posted")
 		return nil
 	}
+	if c.behind(msg, now) {
+		return c.handleBehind(ctx, msg, a, now)
+	}
 	if m, err := w.mutes.Muted(ctx, a.Rule.ID, now); err != nil {
 		return err
 	} else if m != nil {
@@ -214,6 +222,51 @@ func (c *channel) handle(ctx context.Context, msg jetstream.Msg) error {
 		w.m.latency.Observe(o.sentAt.Sub(a.DetectedAt).Seconds())
 	}
 	return nil
+}
+
+// handleBehind counts an alert into its channel's backlog digest for its
+// (rule, wiki) while the channel is behind, and returns nil (ack) once that
+// digest line was confirmed by the server. To keep up with a flood it reads
+// mutes through a 1 s cache and neither reads nor writes the alert's
+// idempotency key: an alert redelivered after its digest line (a lost ack, a
+// crash between line and ack) is counted again in a later digest, or posted
+// as its own line if the channel has caught up by then — it is never lost.
+func (c *channel) handleBehind(ctx context.Context, msg jetstream.Msg, a *event.Alert, now time.Time) error {
+	w := c.net.w
+	if m, err := w.mutes.MutedCached(ctx, a.Rule.ID, now); err != nil {
+		return err
+	} else if m != nil {
+		w.m.dropped.WithLabelValues("mute").Inc()
+		return nil
+	}
+	if !c.lease.Valid(now) {
+		return pipeline.Retry(errLeaseLost, time.Second)
+	}
+	p := &pending{alert: a, channel: c.name, enqueued: now, done: make(chan outcome, 1)}
+	if err := c.net.queue.AddBacklog(p); err != nil {
+		return pipeline.Retry(err, time.Second)
+	}
+	if o := c.wait(p, msg); o.err != nil {
+		return pipeline.Retry(o.err, time.Second)
+	}
+	return nil
+}
+
+// behind reports whether the channel's consumer is behind (BacklogFold):
+// more than Pending alerts wait after msg, or msg was stored in ALERTS more
+// than Age ago. It also sets the consumer's pending gauge.
+func (c *channel) behind(msg jetstream.Msg, now time.Time) bool {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return false
+	}
+	w := c.net.w
+	w.m.consumerPending.WithLabelValues(c.net.cfg.Name, c.name).Set(float64(meta.NumPending))
+	bf := w.cfg.BacklogFold
+	if bf.Off {
+		return false
+	}
+	return meta.NumPending > uint64(bf.Pending) || (bf.Age > 0 && now.Sub(meta.Timestamp) > bf.Age) //nolint:gosec // Pending is validated positive
 }
 
 // wait waits for the alert's outcome, telling JetStream the message is in

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path"
 	"slices"
@@ -36,8 +37,29 @@ type Config struct {
 	// e.g. after a long outage (0: never).
 	MaxAlertAge time.Duration `yaml:"max_alert_age"`
 	// MaxMute caps the duration of !mute (default 7 days).
-	MaxMute  time.Duration   `yaml:"max_mute"`
-	Networks []NetworkConfig `yaml:"networks"`
+	MaxMute time.Duration `yaml:"max_mute"`
+	// BacklogFold folds a channel's backlog in the ALERTS consumer into
+	// per-(rule, wiki) digest lines when the channel cannot keep up.
+	BacklogFold BacklogFoldConfig `yaml:"backlog_fold"`
+	Networks    []NetworkConfig   `yaml:"networks"`
+}
+
+// BacklogFoldConfig says when a channel is behind: the consumer has more
+// than Pending alerts waiting after the one in hand, or the alert in hand
+// entered ALERTS more than Age ago. Alerts handled while behind are counted
+// into one digest line per (rule, wiki) instead of lines of their own.
+type BacklogFoldConfig struct {
+	// Off disables folding from the backlog.
+	Off bool `yaml:"off"`
+	// Age of the alert in hand (since it was stored in ALERTS) beyond
+	// which the channel is behind (default 10s).
+	Age time.Duration `yaml:"age"`
+	// Pending alerts in the channel's consumer beyond which the channel is
+	// behind (default 20: 10 s of lines at 2 lines/s).
+	Pending int `yaml:"pending"`
+	// FeedURL is the patroller feed's base URL (docs/FEED.md); a backlog
+	// digest links to it filtered by rule and wiki. Empty: no link.
+	FeedURL string `yaml:"feed_url"`
 }
 
 // NetworkConfig is one IRC connection.
@@ -235,6 +257,12 @@ func (c *Config) applyDefaults() {
 	if c.MaxMute == 0 {
 		c.MaxMute = 7 * 24 * time.Hour
 	}
+	if c.BacklogFold.Age == 0 {
+		c.BacklogFold.Age = 10 * time.Second
+	}
+	if c.BacklogFold.Pending == 0 {
+		c.BacklogFold.Pending = 20
+	}
 	def := DefaultFlood()
 	for i := range c.Networks {
 		n := &c.Networks[i]
@@ -290,6 +318,34 @@ func (c *Config) Validate() error {
 	if c.AckWait < time.Second {
 		add("ack_wait %v: at least 1s", c.AckWait)
 	}
+	if c.IdempotencyTTL < time.Minute || c.IdempotencyTTL > 30*24*time.Hour {
+		add("idempotency_ttl %v: between 1m and 720h", c.IdempotencyTTL)
+	}
+	if c.AckWait > 10*time.Minute {
+		add("ack_wait %v: at most 10m", c.AckWait)
+	}
+	if c.LeaseTTL > 10*time.Minute {
+		add("lease_ttl %v: at most 10m (a dead poster is replaced only after it)", c.LeaseTTL)
+	}
+	if c.MaxAlertAge < 0 {
+		add("max_alert_age %v: negative (0 turns it off)", c.MaxAlertAge)
+	}
+	if c.MaxMute < time.Minute || c.MaxMute > 365*24*time.Hour {
+		add("max_mute %v: between 1m and 8760h", c.MaxMute)
+	}
+	if bf := c.BacklogFold; !bf.Off {
+		if bf.Age < time.Second || bf.Age > time.Hour {
+			add("backlog_fold.age %v: between 1s and 1h", bf.Age)
+		}
+		if bf.Pending < 1 || bf.Pending > 1_000_000 {
+			add("backlog_fold.pending %d: between 1 and 1000000", bf.Pending)
+		}
+	}
+	if u := c.BacklogFold.FeedURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			add("backlog_fold.feed_url %q: not an http(s) URL", u)
+		}
+	}
 	names := map[string]bool{}
 	for i, n := range c.Networks {
 		where := fmt.Sprintf("networks[%d] (%s)", i, n.Name)
@@ -319,6 +375,24 @@ func (c *Config) Validate() error {
 		}
 		if n.Flood.Rate <= 0 || n.Flood.Burst < 1 || n.Flood.Backlog < 1 || n.Flood.MaxDigests < 1 {
 			add("%s: flood rate, burst, backlog and max_digests must be positive", where)
+		}
+		if n.Flood.Rate > 50 {
+			add("%s: flood rate %v lines/s: at most 50 (servers disconnect floods; 2 is the usual limit)", where, n.Flood.Rate)
+		}
+		if n.Flood.Burst > 100 {
+			add("%s: flood burst %d: at most 100", where, n.Flood.Burst)
+		}
+		if n.Flood.Backlog > 1000 {
+			add("%s: flood backlog %d: at most 1000 (a longer queue only makes lines later)", where, n.Flood.Backlog)
+		}
+		if n.Flood.MaxDigests > 1000 {
+			add("%s: flood max_digests %d: at most 1000", where, n.Flood.MaxDigests)
+		}
+		if n.HostLen < 1 || n.HostLen > 255 {
+			add("%s: host_len %d: between 1 and 255", where, n.HostLen)
+		}
+		if n.ReconnectMax > time.Hour {
+			add("%s: reconnect_max %v: at most 1h", where, n.ReconnectMax)
 		}
 		if n.ReconnectMin <= 0 || n.ReconnectMax < n.ReconnectMin {
 			add("%s: reconnect_min must be positive and at most reconnect_max", where)

@@ -43,6 +43,22 @@ func TestParseConfigErrors(t *testing.T) {
 		{"short lease", base + "lease_ttl: 100ms\n", "lease_ttl 100ms"},
 		{"control without trust", "networks:\n  - {host: h, nick: b, control: {channel: '#ops'}}\n", "no trusted nicks"},
 		{"duplicate channel", "networks:\n  - {host: h, nick: b, channels: [{name: '#c'}, {name: '#C'}]}\n", "duplicate channel #C"},
+		{"flood rate absurd", "networks:\n  - {host: h, nick: b, flood: {rate: 100000}, channels: [{name: '#c'}]}\n", "flood rate 100000 lines/s: at most 50"},
+		{"flood burst absurd", "networks:\n  - {host: h, nick: b, flood: {burst: 100000}, channels: [{name: '#c'}]}\n", "flood burst 100000: at most 100"},
+		{"flood backlog absurd", "networks:\n  - {host: h, nick: b, flood: {backlog: 1000000}, channels: [{name: '#c'}]}\n", "flood backlog 1000000: at most 1000"},
+		{"flood max_digests absurd", "networks:\n  - {host: h, nick: b, flood: {max_digests: 5000}, channels: [{name: '#c'}]}\n", "flood max_digests 5000: at most 1000"},
+		{"flood rate negative", "networks:\n  - {host: h, nick: b, flood: {rate: -1}, channels: [{name: '#c'}]}\n", "must be positive"},
+		{"host_len absurd", "networks:\n  - {host: h, nick: b, host_len: 4000, channels: [{name: '#c'}]}\n", "host_len 4000: between 1 and 255"},
+		{"reconnect_max absurd", "networks:\n  - {host: h, nick: b, reconnect_max: 48h, channels: [{name: '#c'}]}\n", "reconnect_max 48h0m0s: at most 1h"},
+		{"long lease", base + "lease_ttl: 2h\n", "lease_ttl 2h0m0s: at most 10m"},
+		{"long ack_wait", base + "ack_wait: 1h\n", "ack_wait 1h0m0s: at most 10m"},
+		{"short idempotency", base + "idempotency_ttl: 1s\n", "idempotency_ttl 1s: between 1m and 720h"},
+		{"negative max_alert_age", base + "max_alert_age: -1h\n", "max_alert_age -1h0m0s: negative"},
+		{"huge max_mute", base + "max_mute: 100000h\n", "max_mute 100000h0m0s: between 1m and 8760h"},
+		{"backlog age absurd", base + "backlog_fold: {age: 100h}\n", "backlog_fold.age 100h0m0s: between 1s and 1h"},
+		{"backlog pending absurd", base + "backlog_fold: {pending: 100000000}\n", "backlog_fold.pending 100000000: between 1 and 1000000"},
+		{"backlog pending negative", base + "backlog_fold: {pending: -5}\n", "backlog_fold.pending -5"},
+		{"feed url not http", base + "backlog_fold: {feed_url: 'ftp://x'}\n", "backlog_fold.feed_url"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

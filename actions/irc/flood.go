@@ -77,6 +77,10 @@ func (k itemKind) String() string { return [...]string{"alert", "digest", "contr
 // DigestOther groups alerts of a channel once MaxDigests is reached.
 const DigestOther DigestKind = "other"
 
+// DigestBacklog counts the alerts of one (rule, wiki) taken from a channel's
+// backlog in the consumer (Config.BacklogFold).
+const DigestBacklog DigestKind = "backlog"
+
 // outItem is one line waiting for a token: a single alert, a digest of
 // folded alerts, or a control reply.
 type outItem struct {
@@ -85,6 +89,7 @@ type outItem struct {
 	single  *pending
 	dkind   DigestKind
 	dkey    string
+	wiki    string // backlog digests: the wiki of dkey's rule
 	folded  []*pending
 	text    string // control replies
 	delayed bool   // waited behind others or for a token
@@ -183,6 +188,77 @@ func (q *floodQueue) Add(p *pending) (bool, error) {
 	return true, nil
 }
 
+// AddBacklog counts p into its channel's waiting backlog digest for the
+// same (rule, wiki), creating it at the end of the queue when there is none
+// waiting: one line per (rule, wiki) per turn, however long the backlog.
+// Backlog digests are bounded by the alerts in hand (the consumer's
+// MaxAckPending), not by MaxDigests.
+func (q *floodQueue) AddBacklog(p *pending) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed != nil {
+		return q.closed
+	}
+	defer q.signal()
+	rule, wiki := p.alert.Rule.ID, p.alert.Event.Wiki
+	var bd *outItem
+	for _, it := range q.items {
+		if it.kind == itemDigest && it.dkind == DigestBacklog && it.channel == p.channel && it.dkey == rule && it.wiki == wiki {
+			bd = it
+			break
+		}
+	}
+	if bd == nil {
+		bd = &outItem{kind: itemDigest, channel: p.channel, dkind: DigestBacklog, dkey: rule, wiki: wiki}
+		q.items = append(q.items, bd)
+		// The alerts of this (rule, wiki) queued before the channel fell
+		// behind join the backlog digest instead of taking lines of their
+		// own ahead of it.
+		q.absorb(bd)
+	}
+	bd.folded = append(bd.folded, p)
+	p.item = bd
+	return nil
+}
+
+// absorb moves the waiting alerts of bd's channel, rule and wiki from
+// single lines and flood digests into the backlog digest bd (mu held).
+func (q *floodQueue) absorb(bd *outItem) {
+	match := func(x *pending) bool { return x.alert.Rule.ID == bd.dkey && x.alert.Event.Wiki == bd.wiki }
+	kept := q.items[:0]
+	for _, it := range q.items {
+		if it == bd || it.channel != bd.channel || it.kind == itemControl || it.dkind == DigestBacklog {
+			kept = append(kept, it)
+			continue
+		}
+		var stay []*pending
+		for _, x := range it.pendings() {
+			if match(x) {
+				bd.folded = append(bd.folded, x)
+				x.item = bd
+			} else {
+				stay = append(stay, x)
+			}
+		}
+		switch {
+		case len(stay) == len(it.pendings()):
+			kept = append(kept, it)
+		case len(stay) == 0:
+			switch {
+			case it.kind == itemAlert:
+				q.singles--
+			case it.dkind != DigestOther:
+				q.digests--
+			}
+		default: // a digest keeps its other alerts
+			it.folded = stay
+			kept = append(kept, it)
+		}
+	}
+	clear(q.items[len(kept):])
+	q.items = kept
+}
+
 // AddControl queues a control reply ahead of alert lines.
 func (q *floodQueue) AddControl(channel, text string) {
 	q.mu.Lock()
@@ -233,7 +309,7 @@ func (q *floodQueue) forget(it *outItem) {
 	switch {
 	case it.kind == itemAlert:
 		q.singles--
-	case it.kind == itemDigest && it.dkind != DigestOther:
+	case it.kind == itemDigest && it.dkind != DigestOther && it.dkind != DigestBacklog:
 		q.digests--
 	}
 	for _, p := range it.pendings() {

@@ -393,10 +393,16 @@ func FormatDigest(kind DigestKind, key string, n int, latest *event.Alert, opts 
 		p.user = sanitize(latest.Event.User)
 		p.url = sanitize(latest.Event.DiffURL)
 	}
+	return fitDigest(p, opts)
+}
+
+// fitDigest renders p within the byte budget, shortening the latest
+// alert's title, link and user, then the key.
+func fitDigest(p digestParts, opts FormatOptions) string {
 	render := func(p digestParts) string { return p.render(opts.Plain) }
 	s := render(p)
 	maxBytes := budgetOf(opts)
-	for _, field := range []*string{&p.title, &p.url, &p.user, &p.key} {
+	for _, field := range []*string{&p.title, &p.url, &p.user, &p.feed, &p.key, &p.wiki} {
 		over := len(s) - maxBytes
 		if over <= 0 {
 			break
@@ -423,6 +429,21 @@ type digestParts struct {
 	key              string
 	n                int
 	title, user, url string
+	wiki, feed       string // backlog digests
+}
+
+// FormatBacklogDigest renders the line that stands for n alerts of rule on
+// wiki taken from a channel's backlog: "[digest] +n more from rule R on
+// wiki (backlog; latest: [[Title]] by User URL) feed", feed being a link to
+// the patroller feed filtered by rule and wiki (empty: none).
+func FormatBacklogDigest(rule, wiki string, n int, latest *event.Alert, feed string, opts FormatOptions) string {
+	p := digestParts{kind: DigestBacklog, key: sanitize(rule), n: n, wiki: sanitize(wiki), feed: sanitize(feed)}
+	if latest != nil {
+		p.title = sanitize(latest.Event.Title)
+		p.user = sanitize(latest.Event.User)
+		p.url = sanitize(latest.Event.DiffURL)
+	}
+	return fitDigest(p, opts)
 }
 
 func (p digestParts) render(plain bool) string {
@@ -434,7 +455,11 @@ func (p digestParts) render(plain bool) string {
 	l.code(ircBold)
 	l.raw("+" + strconv.Itoa(p.n) + " more")
 	l.code(ircBold)
-	l.raw(" from " + string(p.kind) + " ")
+	kind := p.kind
+	if kind == DigestBacklog {
+		kind = DigestByRule
+	}
+	l.raw(" from " + string(kind) + " ")
 	if p.kind == DigestByUser {
 		l.color(colGreen)
 	} else {
@@ -442,8 +467,23 @@ func (p digestParts) render(plain bool) string {
 	}
 	l.text(p.key)
 	l.code(ircColor)
+	if p.kind == DigestBacklog {
+		if p.wiki != "" {
+			l.raw(" on ")
+			l.text(p.wiki)
+		}
+		l.raw(" (backlog")
+		if p.title == "" {
+			l.raw(")")
+		} else {
+			l.raw("; ")
+		}
+	}
 	if p.title != "" {
-		l.raw(" (latest: ")
+		if p.kind != DigestBacklog {
+			l.raw(" (")
+		}
+		l.raw("latest: ")
 		l.color(colGrey)
 		l.raw("[[")
 		l.color(colOrange)
@@ -464,6 +504,12 @@ func (p digestParts) render(plain bool) string {
 			l.code(ircColor)
 		}
 		l.raw(")")
+	}
+	if p.feed != "" {
+		l.raw(" ")
+		l.color(colBlue)
+		l.text(p.feed)
+		l.code(ircColor)
 	}
 	return l.b.String()
 }

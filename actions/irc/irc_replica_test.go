@@ -57,6 +57,7 @@ func TestReplicaProcess(t *testing.T) {
 			Flood: FloodConfig{Rate: 20, Burst: 4},
 		}},
 	}
+	cfg.BacklogFold.Off = true // each alert is checked as its own line, redeliveries included
 	w, err := New(pipeline.Deps{NC: nc, JS: js, Reg: prometheus.NewRegistry(), Log: log}, cfg)
 	require.NoError(t, err)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
@@ -210,6 +211,7 @@ func TestServerRestart(t *testing.T) {
 	// the first five: room for each to get its own line (folding is
 	// TestBurstObeysRateAndFolds's subject).
 	cfg.Networks[0].Flood = FloodConfig{Rate: 2, Burst: 4, Backlog: 16, MaxDigests: 16}
+	cfg.BacklogFold.Off = true // each alert is checked as its own line, redeliveries included
 	rw := env.startWorker(t, cfg)
 
 	for i := range 5 {

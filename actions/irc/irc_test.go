@@ -260,7 +260,9 @@ func TestBurstObeysRateAndFolds(t *testing.T) {
 	env := newTestEnv(t, ircdtest.Options{})
 	watcher := ircdtest.Dial(t, env.irc.Addr, "patroller", "")
 	watcher.Join(t, "#alerts")
-	rw := env.startWorker(t, env.config("rcbot", "#alerts"), WithFlood(rate, burst))
+	cfg := env.config("rcbot", "#alerts")
+	cfg.BacklogFold.Off = true // the flood queue alone (TestBacklogFolds covers the backlog)
+	rw := env.startWorker(t, cfg, WithFlood(rate, burst))
 
 	rules := []string{"blanking", "profanity", "linkspam"}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -331,7 +333,7 @@ func TestBurstObeysRateAndFolds(t *testing.T) {
 	m := rw.w.m
 	require.Equal(t, float64(len(singles)), testutil.ToFloat64(m.lines.WithLabelValues("test", "alert")))
 	require.Equal(t, float64(digests), testutil.ToFloat64(m.lines.WithLabelValues("test", "digest")))
-	require.Equal(t, float64(folded), testutil.ToFloat64(m.folded.WithLabelValues("test")))
+	require.Equal(t, float64(folded), testutil.ToFloat64(m.folded.WithLabelValues("test", "queue")))
 	require.Positive(t, testutil.ToFloat64(m.delayed.WithLabelValues("test")))
 	t.Logf("%d alerts → %d lines (%d single, %d digests folding %d) over %.1fs", total, len(msgs), len(singles), digests, folded, span)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,6 +20,44 @@ import (
 type muteStore struct {
 	js jetstream.JetStream
 	kv jetstream.KeyValue
+
+	mu    sync.Mutex
+	cache map[string]cachedMute // MutedCached's answers
+}
+
+type cachedMute struct {
+	m    *Mute
+	read time.Time
+}
+
+// muteCacheTTL is how long MutedCached reuses an answer: a !mute takes up
+// to this long to reach a channel folding its backlog.
+const muteCacheTTL = time.Second
+
+// MutedCached is Muted with answers reused for muteCacheTTL: a channel
+// folding its backlog handles thousands of alerts a second, and one KV read
+// each would starve the lease renewals on the same connection.
+func (s *muteStore) MutedCached(ctx context.Context, rule string, now time.Time) (*Mute, error) {
+	s.mu.Lock()
+	c, ok := s.cache[rule]
+	s.mu.Unlock()
+	if ok && now.Sub(c.read) < muteCacheTTL && now.Sub(c.read) >= 0 {
+		if c.m != nil && !now.Before(c.m.Until) {
+			return nil, nil
+		}
+		return c.m, nil
+	}
+	m, err := s.Muted(ctx, rule, now)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.cache == nil || len(s.cache) > 10_000 {
+		s.cache = map[string]cachedMute{} // bounded: rules are few
+	}
+	s.cache[rule] = cachedMute{m: m, read: now}
+	s.mu.Unlock()
+	return m, nil
 }
 
 // Mute is one muted rule.

@@ -3,7 +3,9 @@ package irc
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -67,13 +69,32 @@ func (n *network) send(it *outItem) {
 	case itemDigest:
 		n.digests.Add(1)
 		n.folded.Add(int64(len(it.folded)))
-		n.w.m.folded.WithLabelValues(n.cfg.Name).Add(float64(len(it.folded)))
+		reason := "queue"
+		if it.dkind == DigestBacklog {
+			reason = "backlog"
+		}
+		n.w.m.folded.WithLabelValues(n.cfg.Name, reason).Add(float64(len(it.folded)))
 	case itemAlert:
 		if it.delayed {
 			n.delayed.Add(1)
 			n.w.m.delayed.WithLabelValues(n.cfg.Name).Inc()
 		}
 	}
+}
+
+// feedLink is the patroller feed filtered by rule and wiki (docs/FEED.md),
+// or "" when no backlog_fold.feed_url is configured.
+func (w *Worker) feedLink(rule, wiki string) string {
+	base := w.cfg.BacklogFold.FeedURL
+	if base == "" {
+		return ""
+	}
+	q := url.Values{}
+	q.Set("rule", rule)
+	if wiki != "" {
+		q.Set("wiki", wiki)
+	}
+	return strings.TrimRight(base, "/") + "/?" + q.Encode()
 }
 
 // textBudget is the byte budget of a message to channel with the current
@@ -91,6 +112,9 @@ func (n *network) render(it *outItem, c *channel) string {
 	case itemAlert:
 		return FormatAlert(it.single.alert, opts)
 	case itemDigest:
+		if it.dkind == DigestBacklog {
+			return FormatBacklogDigest(it.dkey, it.wiki, len(it.folded), it.latest(), n.w.feedLink(it.dkey, it.wiki), opts)
+		}
 		return FormatDigest(it.dkind, it.dkey, len(it.folded), it.latest(), opts)
 	}
 	return FormatControl(it.text, opts.MaxBytes)

@@ -73,6 +73,8 @@ type metrics struct {
 	leaseHeld  *prometheus.GaugeVec
 	queue      *prometheus.GaugeVec
 	latency    prometheus.Histogram
+
+	consumerPending *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -80,7 +82,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_irc_lines_sent_total",
 			Help: "IRC lines confirmed by the server, by kind (alert, digest, control)."}, []string{"network", "kind"}),
 		folded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_irc_alerts_folded_total",
-			Help: "Alerts counted in a digest line instead of their own line."}, []string{"network"}),
+			Help: "Alerts counted in a digest line instead of their own line, by reason (queue: the flood backlog was full; backlog: the channel's consumer was behind)."}, []string{"network", "reason"}),
+		consumerPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rcwatch_irc_consumer_pending",
+			Help: "Alerts waiting in the channel's ALERTS consumer after the last one handled (NumPending)."}, []string{"network", "channel"}),
 		delayed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_irc_lines_delayed_total",
 			Help: "Alert lines that waited for the flood limit before being sent."}, []string{"network"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_irc_alerts_dropped_total",
@@ -101,7 +105,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.lines, m.folded, m.delayed, m.dropped, m.duplicates, m.reconnects,
-			m.connected, m.leaseHeld, m.queue, m.latency} {
+			m.connected, m.leaseHeld, m.queue, m.latency, m.consumerPending} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering IRC metrics: %w", err)
 			}
