@@ -195,13 +195,67 @@ func ParseConfig(b []byte) (Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
+	if err := cfg.checkBounds(); err != nil {
+		return Config{}, err
+	}
 	return cfg, nil
+}
+
+// checkBounds refuses the absurd values of a configuration file
+// (rate_per_minute: 100000, a claim that outlives a day…). It is applied
+// by ParseConfig, after the defaults; a Config built in Go (tests that run
+// a wiki at test speed) is only checked by Validate.
+func (c *Config) checkBounds() error {
+	var errs []error
+	bad := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, a...)...))
+	}
+	const day = 24 * time.Hour
+	if c.RatePerMinute < 0.1 || c.RatePerMinute > 60 {
+		bad("rate_per_minute %v: between 0.1 and 60 (one edit a second; Wikimedia bots usually make a few a minute)", c.RatePerMinute)
+	}
+	dur := func(key string, v, lo, hi time.Duration) {
+		if v < lo || v > hi {
+			bad("%s %v: between %v and %v", key, v, lo, hi)
+		}
+	}
+	dur("max_hold", c.MaxHold, time.Second, 10*time.Minute)
+	dur("kill_switch_interval", c.KillSwitchInterval, 5*time.Second, time.Hour)
+	if c.MaxAlertAge > 0 { // negative: never
+		dur("max_alert_age", c.MaxAlertAge, time.Minute, 30*day)
+	}
+	dur("revert_memory", c.RevertMemory, time.Minute, 365*day)
+	dur("idempotency_ttl", c.IdempotencyTTL, time.Hour, 365*day)
+	dur("claim_ttl", c.ClaimTTL, 10*time.Second, time.Hour)
+	dur("read_only_wait", c.ReadOnlyWait, time.Second, time.Hour)
+	dur("error_wait", c.ErrorWait, time.Second, time.Hour)
+	dur("ack_wait", c.AckWait, 5*time.Second, 10*time.Minute)
+	if c.Workers < 1 || c.Workers > 64 {
+		bad("workers %d: between 1 and 64 (the edit budget, not workers, sets the pace)", c.Workers)
+	}
+	for name, w := range c.Wikis {
+		if w == nil {
+			continue
+		}
+		if w.Tag.Memory < time.Hour || w.Tag.Memory > 10*365*day {
+			bad("wiki %s: tag.memory %v: between 1h and 87600h", name, w.Tag.Memory)
+		}
+		if w.Report.Memory < time.Minute || w.Report.Memory > 365*day {
+			bad("wiki %s: report.memory %v: between 1m and 8760h", name, w.Report.Memory)
+		}
+		for _, ns := range w.Tag.Namespaces {
+			if ns < 0 {
+				bad("wiki %s: tag.namespaces: %d is a virtual namespace (Special/Media), never editable", name, ns)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Validate fills per-wiki defaults and checks the configuration.
 func (c *Config) Validate() error {
 	d := DefaultConfig()
-	if c.RatePerMinute <= 0 {
+	if c.RatePerMinute == 0 {
 		c.RatePerMinute = d.RatePerMinute
 	}
 	for _, p := range []struct {
@@ -210,15 +264,19 @@ func (c *Config) Validate() error {
 	}{{&c.MaxHold, d.MaxHold}, {&c.KillSwitchInterval, d.KillSwitchInterval}, {&c.RevertMemory, d.RevertMemory},
 		{&c.IdempotencyTTL, d.IdempotencyTTL}, {&c.ClaimTTL, d.ClaimTTL}, {&c.ReadOnlyWait, d.ReadOnlyWait},
 		{&c.ErrorWait, d.ErrorWait}, {&c.AckWait, d.AckWait}} {
-		if *p.v <= 0 {
+		if *p.v == 0 {
 			*p.v = p.def
 		}
 	}
 	if c.MaxAlertAge == 0 {
 		c.MaxAlertAge = d.MaxAlertAge
 	}
-	if c.Workers <= 0 {
+	if c.Workers == 0 {
 		c.Workers = d.Workers
+	}
+	if c.RatePerMinute < 0 || c.Workers < 0 || c.MaxHold < 0 || c.KillSwitchInterval < 0 || c.RevertMemory < 0 ||
+		c.IdempotencyTTL < 0 || c.ClaimTTL < 0 || c.ReadOnlyWait < 0 || c.ErrorWait < 0 || c.AckWait < 0 {
+		return fmt.Errorf("%w: negative rate, workers or duration (0 takes the default)", ErrInvalidConfig)
 	}
 	if len(c.Wikis) == 0 {
 		return fmt.Errorf("%w: no wikis configured", ErrInvalidConfig)
