@@ -235,9 +235,12 @@ func TestBrowser(t *testing.T) {
 	t.Run("claim seen in a second page within a second", func(t *testing.T) {
 		p2 := b.tab(t, r.srv.URL+"/")
 		do(t, p2, 10*time.Second, chromedp.WaitVisible(alertSel(seq)))
+		typing := time.Now()
 		do(t, p1, ui, chromedp.SendKeys(chromedp.CSS(`#claim-name`), "Patroller A"))
 		watchClaimShown(t, p2, seq, "on-it")
+		clicking := time.Now()
 		do(t, p1, ui, chromedp.Click(chromedp.CSS(string(alertSel(seq))+` .on-it`)))
+		t.Logf("the test's machinery: typing the name took %v, the click %v", clicking.Sub(typing), time.Since(clicking))
 		// The clicking page shows the claim from the POST's answer: the
 		// claim was made. The second page shows it from the feed.
 		do(t, p1, ui, chromedp.WaitVisible(chromedp.CSS(string(alertSel(seq))+`.claimed-on-it`)))
