@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rcwatch/rcwatch/internal/testbed/proctest"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
@@ -174,21 +176,8 @@ func flagValue(args []string, name string) string {
 }
 
 var (
-	binOnce string
-	flagRe  = regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z0-9-]+)`)
+	flagRe = regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z0-9-]+)`)
 )
-
-func buildBinary(tb testing.TB) string {
-	tb.Helper()
-	if binOnce != "" {
-		return binOnce
-	}
-	bin := filepath.Join(tb.TempDir(), "rcwatch")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/rcwatch").CombinedOutput()
-	require.NoError(tb, err, "%s", out)
-	binOnce = bin
-	return bin
-}
 
 // helpFlags runs `rcwatch <sub…> --help` and returns the flags it lists.
 func helpFlags(tb testing.TB, bin string, sub []string) []string {
@@ -211,7 +200,8 @@ func envName(flag string) string {
 // Every container's command and flags exist in the binary, and every
 // environment variable the manifests set is one the binary reads.
 func TestManifestsMatchTheBinary(t *testing.T) {
-	bin := buildBinary(t)
+	bin, err := proctest.Build(t.TempDir(), proctest.Package)
+	require.NoError(t, err)
 	source := goSource(t)
 	for _, dir := range overlays {
 		objs := render(t, dir)

@@ -40,6 +40,7 @@ import (
 	"github.com/rcwatch/rcwatch/ingest"
 	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
 	"github.com/rcwatch/rcwatch/internal/testbed/freeport"
+	"github.com/rcwatch/rcwatch/internal/testbed/proctest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
@@ -293,9 +294,9 @@ func TestProcfileMatchesJobs(t *testing.T) {
 func TestJobCommandDrainsWithinGracePeriod(t *testing.T) {
 	home := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(home, "bin"), 0o755))
-	bin := filepath.Join(home, "bin", "rcwatch")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/rcwatch").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	// The job runs it from $HOME/bin, as the jobs framework does.
+	_, err := proctest.Build(filepath.Join(home, "bin"), proctest.Package)
+	require.NoError(t, err)
 
 	events := fixtures.Unique(t, 500, "recentchange.editgroups.qs_batch_with_reverts.jsonl")
 	hs := httptest.NewServer(ingest.NewReplay(ingest.ReplayConfig{Events: events, Loop: true, UniqueIDs: true, Rate: 400}, zerolog.Nop()))
@@ -394,9 +395,8 @@ const everyEventRule = `rules:
 func TestJobRestartFromCheckpoint(t *testing.T) {
 	home := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(home, "bin"), 0o755))
-	bin := filepath.Join(home, "bin", "rcwatch")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/rcwatch").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	_, err := proctest.Build(filepath.Join(home, "bin"), proctest.Package)
+	require.NoError(t, err)
 	ruleFile := filepath.Join(home, "every-event.yaml")
 	require.NoError(t, os.WriteFile(ruleFile, []byte(everyEventRule), 0o644))
 
