@@ -75,6 +75,10 @@ type WikiConfig struct {
 	// UserAgent is sent on every request (a contact address is required on
 	// Wikimedia wikis).
 	UserAgent string `yaml:"user_agent"`
+	// AllowInsecureAuth lets credentials go to a plain http:// api_url on a
+	// host that is not loopback: only for a test wiki on a private network.
+	// Off (the default), such a configuration is refused.
+	AllowInsecureAuth bool `yaml:"allow_insecure_auth"`
 	// Assert is "bot" (default) or "user".
 	Assert string `yaml:"assert"`
 	// Operations enabled on this wiki (tag, report, revert); others are

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,7 +35,8 @@ type ClientFactory func(wiki string, wc *WikiConfig) (*mediawiki.Client, error)
 // budget and a redelivery, so a waiting handler never holds a slot.
 func NewClientFactory(creds Credentials, metrics *mediawiki.Metrics, log zerolog.Logger) ClientFactory {
 	return func(wiki string, wc *WikiConfig) (*mediawiki.Client, error) {
-		cfg := mediawiki.Config{APIURL: wc.APIURL, UserAgent: wc.UserAgent, Assert: wc.Assert, MaxWait: -1, Metrics: metrics}
+		cfg := mediawiki.Config{APIURL: wc.APIURL, UserAgent: wc.UserAgent, Assert: wc.Assert, MaxWait: -1, Metrics: metrics,
+			AllowInsecureAuth: wc.AllowInsecureAuth}
 		switch {
 		case creds.oauthToken != "":
 			cfg.Auth = mediawiki.OAuth2{Token: creds.oauthToken}
@@ -111,6 +113,11 @@ type wikiState struct {
 	mu       sync.Mutex
 	rights   *mediawiki.UserInfo
 	rightsAt time.Time
+
+	// loginStopped holds the login error once the client gave up logging
+	// in (mediawiki.ErrLoginStopped): no more calls to the wiki until the
+	// worker is restarted with working credentials.
+	loginStopped atomic.Pointer[string]
 }
 
 // Option tunes a Worker beyond its configuration. An option given a value
@@ -214,6 +221,16 @@ func (w *Worker) Ready() error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	var login []string
+	for name, ws := range w.wikis {
+		if e := ws.loginStopped.Load(); e != nil {
+			login = append(login, name+" ("+*e+")")
+		}
+	}
+	if len(login) > 0 {
+		slices.Sort(login)
+		return fmt.Errorf("logins failed repeatedly; editing stopped until the credentials are fixed and the worker restarted: %s", strings.Join(login, ", "))
+	}
 	var stopped []string
 	for name := range w.cfg.Wikis {
 		ws, ok := w.wikis[name]

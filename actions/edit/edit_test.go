@@ -258,6 +258,7 @@ func TestWorkerWiki(t *testing.T) {
 	t.Run("crash after edit", func(t *testing.T) { testCrashAfterEdit(t, w, logs) })
 	t.Run("dry run", func(t *testing.T) { testDryRun(t, w, logs) })
 	t.Run("replicas share the budget", func(t *testing.T) { testReplicas(t, w, logs) })
+	t.Run("login stopped", func(t *testing.T) { testLoginStopped(t, w, logs) })
 }
 
 // Item 1: each operation makes its change, visible in history and recent
@@ -707,4 +708,32 @@ func testReplicas(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 		total += metrictest.Sum(t, reg, "rcwatch_edit_edits_total")
 	}
 	assert.Equal(t, float64(n), total)
+}
+
+// Login stopped: a wrong BotPassword refused once with MaxLoginFailures 1
+// (mediawiki.ErrLoginStopped). Editing on the wiki stops: the error log
+// names the wiki, Ready says so, the gauge is 1; the alert is not acked
+// but sent back with a backoff, and no further login is tried.
+func testLoginStopped(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
+	e := newTestEnv(t, w, logs)
+	w.Edit(t, w.Admin, "Login target", "Text.", "create")
+	mreg := prometheus.NewRegistry()
+	mm, err := mediawiki.NewMetrics(mreg)
+	require.NoError(t, err)
+	cfg := mediawiki.Config{APIURL: w.APIURL, Auth: mediawiki.BotPassword{User: w.Bot.Name, AppID: w.Bot.AppID, Secret: "wrongwrongwrongwrongwrongwrongwr"},
+		MaxWait: -1, Metrics: mm, MaxLoginFailures: 1}
+	client, err := mediawiki.New(cfg, zerolog.New(logs))
+	require.NoError(t, err)
+	mark := logs.Len()
+	worker, reg := e.start(e.config(true), func(string, *WikiConfig) (*mediawiki.Client, error) { return client, nil }, nil, "r1")
+	e.publish(e.alert("Login target", "Other User", 0, 0, OpTag), "")
+	line := logs.Await(t, mark, 30*time.Second, "editing on it is stopped", testWikiID)
+	assert.Equal(t, "error", line["level"])
+	assert.NotContains(t, logs.String(), "wrongwrongwrong", "no secret in the logs")
+	err = worker.Ready()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), testWikiID)
+	assert.Equal(t, 1.0, metrictest.Sum(t, reg, "rcwatch_edit_login_stopped", "wiki", testWikiID))
+	assert.GreaterOrEqual(t, metrictest.Sum(t, reg, "rcwatch_edit_retries_total", "reason", "login_stopped"), 1.0)
+	assert.Empty(t, botRevs(t, w, "Login target"), "nothing edited")
 }

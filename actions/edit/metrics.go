@@ -15,6 +15,7 @@ type metrics struct {
 	wait     *prometheus.GaugeVec
 	retries  *prometheus.CounterVec
 	conflict *prometheus.CounterVec
+	login    *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,9 +38,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Alerts sent back for redelivery later, by reason (maxlag, readonly, budget, claim, …)."}, []string{"wiki", "reason"}),
 		conflict: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rcwatch_edit_redecisions_total",
 			Help: "Operations decided again after an edit conflict."}, []string{"wiki", "op"}),
+		login: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rcwatch_edit_login_stopped",
+			Help: "1 while editing on the wiki is stopped because its logins failed repeatedly (fix the credentials and restart)."}, []string{"wiki"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.edits, m.dry, m.skipped, m.errors, m.rate, m.wait, m.retries, m.conflict} {
+		for _, c := range []prometheus.Collector{m.edits, m.dry, m.skipped, m.errors, m.rate, m.wait, m.retries, m.conflict, m.login} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering edit metrics: %w", err)
 			}

@@ -102,6 +102,9 @@ func (r *opRun) check(ctx context.Context, now time.Time) (stop bool, err error)
 	if w.cfg.MaxAlertAge > 0 && !a.DetectedAt.IsZero() && now.Sub(a.DetectedAt) > w.cfg.MaxAlertAge {
 		return true, r.skip(ctx, SkipStale, fmt.Sprintf("detected %s ago", now.Sub(a.DetectedAt).Round(time.Second)))
 	}
+	if e := ws.loginStopped.Load(); e != nil {
+		return true, r.loginWait(errors.New(*e))
+	}
 	if w.cfg.Live {
 		if e, err := w.kv.Get(ctx, r.doneKey()); err == nil {
 			return true, r.skip(ctx, SkipAlreadyDone, "done before: "+string(e.Value()))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -209,6 +210,14 @@ func (r *opRun) fail(ctx context.Context, code string, err error) error {
 		r.log.Warn().Err(err).Str("code", code).Dur("retry_in", wait).Dur("lag", be.Lag).Msg("the wiki asked to back off; the alert will be redelivered")
 		return pipeline.Retry(err, wait)
 	}
+	if errors.Is(err, mediawiki.ErrLoginStopped) && r.ws != nil {
+		if r.ws.loginStopped.CompareAndSwap(nil, ptr(err.Error())) {
+			w.m.login.WithLabelValues(wiki).Set(1)
+			r.log.Error().Err(err).Str("wiki", wiki).
+				Msg("logins to the wiki failed repeatedly: editing on it is stopped until the credentials are fixed and the worker restarted; its alerts wait")
+		}
+		return r.loginWait(err)
+	}
 	if errors.Is(err, mediawiki.ErrReadOnly) {
 		w.m.retries.WithLabelValues(wiki, code).Inc()
 		r.log.Warn().Err(err).Dur("retry_in", w.cfg.ReadOnlyWait).Msg("the wiki is read-only; the alert will be redelivered")
@@ -217,6 +226,33 @@ func (r *opRun) fail(ctx context.Context, code string, err error) error {
 	r.log.Error().Err(err).Str("code", code).Msg("edit operation failed; the alert will be redelivered")
 	return fmt.Errorf("%s on %s (alert %s): %w", r.op, r.a.Event.Title, r.a.ID, err)
 }
+
+// loginWaitMax caps the redelivery delay of an alert whose wiki stopped
+// logging in.
+const loginWaitMax = 10 * time.Minute
+
+// loginWait sends back an alert of a wiki whose logins stopped: redelivered
+// with capped, jittered exponential backoff (error_wait doubling per
+// delivery, at most 10 min), so it waits for a restart with fixed
+// credentials without a call to the wiki, and ends as stale once older than
+// max_alert_age.
+func (r *opRun) loginWait(err error) error {
+	n := uint64(1)
+	if r.msg != nil {
+		if md, merr := r.msg.Metadata(); merr == nil && md.NumDelivered > 0 {
+			n = md.NumDelivered
+		}
+	}
+	wait := r.w.cfg.ErrorWait << min(n-1, 10)
+	if wait <= 0 || wait > loginWaitMax {
+		wait = loginWaitMax
+	}
+	wait = wait/2 + rand.N(wait/2+1) //nolint:gosec // jitter
+	r.w.m.retries.WithLabelValues(r.a.Event.Wiki, "login_stopped").Inc()
+	return pipeline.Retry(err, wait)
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // errCode is the metric label of an error: the API code, http-<status>, or
 // a class.
