@@ -37,15 +37,7 @@ func startSmallPayloadNATS(t *testing.T, maxPayload int32) (*nats.Conn, jetstrea
 	go ns.Start()
 	require.True(t, ns.ReadyForConnections(10*time.Second))
 	t.Cleanup(ns.Shutdown)
-	nc, err := pipeline.Connect(ns.ClientURL(), t.Name(), zerolog.Nop())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := pipeline.JetStream(nc)
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	require.NoError(t, pipeline.Ensure(ctx, js, pipeline.Topology{Replicas: 1, Storage: jetstream.FileStorage}))
-	return nc, js
+	return natstest.Connect(t, ns.ClientURL())
 }
 
 // withComment returns a copy of a recorded event whose comment is n bytes.

@@ -59,7 +59,14 @@ func (s *Server) Restart(tb testing.TB) {
 // ensures the rcwatch streams and buckets, and closes at cleanup.
 func (s *Server) Connect(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
 	tb.Helper()
-	nc, err := pipeline.Connect(s.URL, tb.Name(), zerolog.Nop())
+	return Connect(tb, s.URL)
+}
+
+// Connect is Server.Connect for any server (one a test runs with options
+// of its own, a cluster).
+func Connect(tb testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := pipeline.Connect(url, tb.Name(), zerolog.Nop())
 	require.NoError(tb, err)
 	tb.Cleanup(nc.Close)
 	js, err := pipeline.JetStream(nc)
