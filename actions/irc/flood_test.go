@@ -145,3 +145,48 @@ func TestTrusted(t *testing.T) {
 	require.False(t, trusted(entries, "bob", "bob!~b@evil.example"))
 	require.False(t, trusted(entries, "mallory", "mallory!m@wikimedia/x"))
 }
+
+// TestFloodQueueBacklog: alerts taken from a channel's backlog go to one
+// digest per (rule, wiki); the alerts of that rule and wiki already
+// waiting as single lines or in flood digests join it, others keep their
+// place; after the digest is popped the next alerts start a new one.
+func TestFloodQueueBacklog(t *testing.T) {
+	q := newFloodQueue(FloodConfig{Rate: 2, Burst: 4, Backlog: 2, MaxDigests: 4})
+	onWiki := func(p *pending, wiki string) *pending { p.alert.Event.Wiki = wiki; return p }
+	_, err := q.Add(onWiki(floodAlert("flood", "u1", 1), "wd"))
+	require.NoError(t, err)
+	_, err = q.Add(onWiki(floodAlert("live", "u2", 2), "wd"))
+	require.NoError(t, err)
+	_, err = q.Add(onWiki(floodAlert("flood", "u3", 3), "wd")) // digest by rule flood, with…
+	require.NoError(t, err)
+	_, err = q.Add(onWiki(floodAlert("flood", "u4", 4), "en")) // …an alert of another wiki
+	require.NoError(t, err)
+	require.NoError(t, q.AddBacklog(onWiki(floodAlert("flood", "u5", 5), "wd")))
+	require.NoError(t, q.AddBacklog(onWiki(floodAlert("flood", "u6", 6), "wd")))
+	require.NoError(t, q.AddBacklog(onWiki(floodAlert("flood", "u7", 7), "en")))
+
+	var kinds []string
+	total := 0
+	it := q.Pop()
+	for ; it != nil; it = q.Pop() {
+		switch it.kind {
+		case itemAlert:
+			kinds = append(kinds, "alert:"+it.single.alert.Rule.ID)
+			total++
+		case itemDigest:
+			kinds = append(kinds, string(it.dkind)+":"+it.dkey+":"+it.wiki+":"+strconv.Itoa(len(it.folded)))
+			total += len(it.folded)
+		}
+		it.finish(outcome{})
+	}
+	// The rule digest lost its wd alert to the wd backlog digest, then its en
+	// alert to the en one, and left the queue.
+	require.Equal(t, []string{"alert:live", "backlog:flood:wd:4", "backlog:flood:en:2"}, kinds)
+	require.Equal(t, 7, total, "every alert once")
+	require.NoError(t, q.AddBacklog(onWiki(floodAlert("flood", "u8", 8), "wd")))
+	require.Equal(t, 1, q.Len(), "a new backlog digest after the last one left")
+	// The single and digest slots were given back.
+	folded, err := q.Add(onWiki(floodAlert("x", "u9", 9), "wd"))
+	require.NoError(t, err)
+	require.False(t, folded)
+}

@@ -204,3 +204,22 @@ func FuzzFormatAlert(f *testing.F) {
 		requireSafeLine(t, FormatControl(comment, opts.MaxBytes), budget)
 	})
 }
+
+// TestFormatBacklogDigest: the rule, the wiki, the latest alert and the feed
+// link; long fields are shortened to the budget on a UTF-8 boundary.
+func TestFormatBacklogDigest(t *testing.T) {
+	latest := &event.Alert{Event: event.Ref{Title: "Q42", User: "QSBot", DiffURL: "https://www.wikidata.org/w/index.php?diff=2&oldid=1"}}
+	feed := "http://feed:9095/?rule=qs&wiki=wikidatawiki"
+	got := FormatBacklogDigest("qs", "wikidatawiki", 1024, latest, feed, FormatOptions{Plain: true})
+	require.Equal(t, "[digest] +1024 more from rule qs on wikidatawiki (backlog; latest: [[Q42]] by QSBot https://www.wikidata.org/w/index.php?diff=2&oldid=1) "+feed, got)
+	require.Equal(t, "[digest] +3 more from rule qs on wikidatawiki (backlog)", FormatBacklogDigest("qs", "wikidatawiki", 3, nil, "", FormatOptions{Plain: true}))
+	long := &event.Alert{Event: event.Ref{Title: strings.Repeat("ü", 400), User: strings.Repeat("u", 300), DiffURL: "https://x/" + strings.Repeat("d", 300)}}
+	for _, plain := range []bool{true, false} {
+		s := FormatBacklogDigest("rule\r\nPRIVMSG #x :hi", "wiki", 5, long, feed, FormatOptions{Plain: plain, MaxBytes: 300})
+		require.LessOrEqual(t, len(s), 300)
+		require.True(t, utf8.ValidString(s))
+		require.NotContains(t, s, "\r")
+		require.NotContains(t, s, "\n")
+		require.Contains(t, s, "+5 more")
+	}
+}
