@@ -27,7 +27,7 @@ func TestBacklogFolds(t *testing.T) {
 	watcher := ircdtest.Dial(t, env.irc.Addr, "patroller", "")
 	watcher.Join(t, "#alerts")
 	cfg := env.config("rcbot", "#alerts")
-	cfg.AckWait = 30 * time.Second // fewer InProgress calls from 1,024 waiting handlers
+	cfg.AckWait = 30 * time.Second  // fewer InProgress calls from 1,024 waiting handlers
 	cfg.LeaseTTL = 10 * time.Second // the default: a 2 s lease can lapse on a loaded test machine
 	cfg.BacklogFold = BacklogFoldConfig{Age: 10 * time.Second, Pending: 20, FeedURL: "http://feed.example:9095/"}
 	rw := env.startWorker(t, cfg, WithFlood(2, 4))
