@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -205,6 +207,20 @@ func ParseConfig(b []byte) (Config, error) {
 	return cfg, nil
 }
 
+// loopbackURL reports whether u's host is loopback (a local test wiki).
+func loopbackURL(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	h := pu.Hostname()
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
 // checkBounds refuses the absurd values of a configuration file
 // (rate_per_minute: 100000, a claim that outlives a day…). It is applied
 // by ParseConfig, after the defaults; a Config built in Go (tests that run
@@ -215,8 +231,15 @@ func (c *Config) checkBounds() error {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, a...)...))
 	}
 	const day = 24 * time.Hour
-	if c.RatePerMinute < 0.1 || c.RatePerMinute > 60 {
-		bad("rate_per_minute %v: between 0.1 and 60 (one edit a second; Wikimedia bots usually make a few a minute)", c.RatePerMinute)
+	switch {
+	case c.RatePerMinute < 0.1 || c.RatePerMinute > 6000:
+		bad("rate_per_minute %v: between 0.1 and 60 (up to 6000 when every wiki is a test wiki on loopback)", c.RatePerMinute)
+	case c.RatePerMinute > 60:
+		for name, w := range c.Wikis {
+			if w != nil && !loopbackURL(w.APIURL) {
+				bad("rate_per_minute %v: at most 60 (one edit a second) with wiki %s not on loopback; Wikimedia bots usually make a few a minute", c.RatePerMinute, name)
+			}
+		}
 	}
 	dur := func(key string, v, lo, hi time.Duration) {
 		if v < lo || v > hi {
@@ -224,16 +247,16 @@ func (c *Config) checkBounds() error {
 		}
 	}
 	dur("max_hold", c.MaxHold, time.Second, 10*time.Minute)
-	dur("kill_switch_interval", c.KillSwitchInterval, 5*time.Second, time.Hour)
+	dur("kill_switch_interval", c.KillSwitchInterval, time.Second, time.Hour)
 	if c.MaxAlertAge > 0 { // negative: never
 		dur("max_alert_age", c.MaxAlertAge, time.Minute, 30*day)
 	}
 	dur("revert_memory", c.RevertMemory, time.Minute, 365*day)
 	dur("idempotency_ttl", c.IdempotencyTTL, time.Hour, 365*day)
-	dur("claim_ttl", c.ClaimTTL, 10*time.Second, time.Hour)
+	dur("claim_ttl", c.ClaimTTL, time.Second, time.Hour)
 	dur("read_only_wait", c.ReadOnlyWait, time.Second, time.Hour)
 	dur("error_wait", c.ErrorWait, time.Second, time.Hour)
-	dur("ack_wait", c.AckWait, 5*time.Second, 10*time.Minute)
+	dur("ack_wait", c.AckWait, time.Second, 10*time.Minute)
 	if c.Workers < 1 || c.Workers > 64 {
 		bad("workers %d: between 1 and 64 (the edit budget, not workers, sets the pace)", c.Workers)
 	}

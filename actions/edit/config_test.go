@@ -66,19 +66,20 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad method", base + "    revert: {method: delete}\n", "revert.method"},
 		{"bad position", base + "    tag: {position: middle}\n", "tag.position"},
 		{"absurd rate", base + "rate_per_minute: 100000\n", "rate_per_minute 100000: between 0.1 and 60"},
+		{"fast rate on a public wiki", base + "rate_per_minute: 600\n", "rate_per_minute 600: at most 60 (one edit a second) with wiki w not on loopback"},
 		{"tiny rate", base + "rate_per_minute: 0.001\n", "rate_per_minute 0.001"},
 		{"negative rate", base + "rate_per_minute: -3\n", "negative rate"},
 		{"absurd workers", base + "workers: 10000\n", "workers 10000: between 1 and 64"},
 		{"negative workers", base + "workers: -1\n", "negative rate, workers or duration"},
 		{"absurd max_hold", base + "max_hold: 24h\n", "max_hold 24h0m0s: between 1s and 10m0s"},
-		{"absurd kill_switch_interval", base + "kill_switch_interval: 1ms\n", "kill_switch_interval 1ms: between 5s and 1h0m0s"},
+		{"absurd kill_switch_interval", base + "kill_switch_interval: 1ms\n", "kill_switch_interval 1ms: between 1s and 1h0m0s"},
 		{"absurd max_alert_age", base + "max_alert_age: 10000h\n", "max_alert_age 10000h0m0s"},
 		{"absurd revert_memory", base + "revert_memory: 1s\n", "revert_memory 1s"},
 		{"absurd idempotency_ttl", base + "idempotency_ttl: 1m\n", "idempotency_ttl 1m0s"},
-		{"absurd claim_ttl", base + "claim_ttl: 100h\n", "claim_ttl 100h0m0s: between 10s and 1h0m0s"},
+		{"absurd claim_ttl", base + "claim_ttl: 100h\n", "claim_ttl 100h0m0s: between 1s and 1h0m0s"},
 		{"absurd read_only_wait", base + "read_only_wait: 1ms\n", "read_only_wait 1ms"},
 		{"absurd error_wait", base + "error_wait: 48h\n", "error_wait 48h0m0s"},
-		{"absurd ack_wait", base + "ack_wait: 1s\n", "ack_wait 1s: between 5s and 10m0s"},
+		{"absurd ack_wait", base + "ack_wait: 1h\n", "ack_wait 1h0m0s: between 1s and 10m0s"},
 		{"absurd tag memory", base + "    tag: {memory: 1m}\n", "tag.memory 1m0s"},
 		{"absurd report memory", base + "    report: {memory: 100000h}\n", "report.memory 100000h0m0s"},
 		{"virtual namespace", base + "    tag: {namespaces: [-1]}\n", "virtual namespace"},
@@ -90,6 +91,15 @@ func TestParseConfigErrors(t *testing.T) {
 			assert.ErrorIs(t, err, ErrInvalidConfig)
 			assert.Contains(t, err.Error(), tt.want)
 		})
+	}
+}
+
+// A test wiki on loopback may run fast (the end-to-end and rehearsal tests).
+func TestParseConfigLoopbackRate(t *testing.T) {
+	for _, host := range []string{"127.0.0.1:8080", "localhost", "[::1]:80"} {
+		cfg, err := ParseConfig([]byte("rate_per_minute: 6000\nwikis:\n  w:\n    api_url: http://" + host + "/api.php\n    account: B\n"))
+		require.NoError(t, err, host)
+		assert.Equal(t, 6000.0, cfg.RatePerMinute)
 	}
 }
 
