@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/internal/testbed/freeport"
 	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
 	"github.com/rcwatch/rcwatch/pipeline"
@@ -87,10 +88,7 @@ wikis:
       template: "{{Update|date={month} {year}}}"
 `, w.APIURL, w.Bot.Name, w.Bot.AppID))
 
-	opsPort, err := pipeline.FreePort()
-	require.NoError(t, err)
-	natsPort, err := pipeline.FreePort()
-	require.NoError(t, err)
+	opsPort, natsPort := freeport.Must(t), freeport.Must(t)
 	ops := fmt.Sprintf("127.0.0.1:%d", opsPort)
 	p := startProcEnv(t, []string{"RCWATCH_EDIT_BOT_PASSWORD=" + w.Bot.Secret},
 		"run", "--source", hs.URL, "--data-dir", filepath.Join(dir, "data"), "--ops-addr", ops,
