@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rcwatch/rcwatch/internal/testbed/proctest"
 )
 
 // The README's offline demo shows something: over the recorded events the
@@ -21,7 +23,7 @@ func TestDemoRulesFireOffline(t *testing.T) {
 	for _, f := range files {
 		args = append(args, "--events", f)
 	}
-	out, err := exec.Command(binary, args...).Output()
+	out, err := exec.Command(proctest.Rcwatch(), args...).Output()
 	require.NoError(t, err, "%s", out)
 	var res struct {
 		Events int `json:"events"`
