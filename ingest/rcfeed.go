@@ -11,7 +11,6 @@ package ingest
 // ids that Last-Event-ID resumes from, out of a bounded in-memory ring.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha1"
@@ -471,23 +470,8 @@ func (f *RCFeed) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	flusher, _ := w.(http.Flusher)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
-	flush := func() bool {
-		if bw.Flush() != nil {
-			return false
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return true
-	}
-	_, _ = bw.WriteString(":ok\n\n")
-	if !flush() {
+	bw, flush, ok := startSSE(w)
+	if !ok {
 		return
 	}
 	for {

@@ -176,24 +176,8 @@ func (r *Replay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		httpError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	flusher, _ := w.(http.Flusher)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
-	flush := func() bool {
-		if bw.Flush() != nil {
-			return false
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return true
-	}
-	_, _ = bw.WriteString(":ok\n\n")
-	if !flush() {
+	bw, flush, ok := startSSE(w)
+	if !ok {
 		return
 	}
 
