@@ -93,20 +93,9 @@ With labelled cases it also prints per-rule and overall tp/fp/fn/tn, precision, 
 false-positive rate (the overall verdict: some enabled rule tagged "vandalism" fired), and the
 precision–recall curve of vandalism_score.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(events) == 0 {
-				return errors.New("--events is required")
-			}
-			srcs, err := ruleSources(args)
+			srcs, items, err := backtestInput(args, events)
 			if err != nil {
 				return err
-			}
-			var items []rules.Item
-			for _, f := range events {
-				its, err := readItems(f)
-				if err != nil {
-					return err
-				}
-				items = append(items, its...)
 			}
 			if boots == 0 {
 				boots = -1
@@ -162,20 +151,9 @@ default pack) over them: a rule's precision is the share of its alerts that were
 the share of reverted edits it alerted on. Enrichment is not fetched: rules that need the diff or the
 user only match on what the events hold.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(events) == 0 {
-				return errors.New("--events is required")
-			}
-			srcs, err := ruleSources(args)
+			srcs, items, err := backtestInput(args, events)
 			if err != nil {
 				return err
-			}
-			var items []rules.Item
-			for _, f := range events {
-				its, err := readItems(f)
-				if err != nil {
-					return err
-				}
-				items = append(items, its...)
 			}
 			if boots == 0 {
 				boots = -1
@@ -437,4 +415,25 @@ func newRulesListCmd() *cobra.Command {
 	}
 	cmd.AddCommand(add, rm, show)
 	return cmd
+}
+
+// backtestInput reads the rule files of args (none: the default pack) and the
+// events or cases of every --events file, for rules test and rules quality.
+func backtestInput(args, events []string) ([]rules.Source, []rules.Item, error) {
+	if len(events) == 0 {
+		return nil, nil, errors.New("--events is required")
+	}
+	srcs, err := ruleSources(args)
+	if err != nil {
+		return nil, nil, err
+	}
+	var items []rules.Item
+	for _, f := range events {
+		its, err := readItems(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		items = append(items, its...)
+	}
+	return srcs, items, nil
 }
