@@ -93,7 +93,7 @@ func TestOverlaysRenderAndDecodeStrictly(t *testing.T) {
 			for _, o := range objs {
 				kinds[o.kind]++
 			}
-			assert.Equal(t, 4, kinds["Deployment"], "one Deployment per stage")
+			assert.Equal(t, 5, kinds["Deployment"], "one Deployment per stage: ingest, evaluate, act-irc, act-edit, feed")
 			if dir != "base" {
 				assert.Equal(t, 1, kinds["StatefulSet"], "NATS")
 			}
@@ -161,6 +161,93 @@ func TestEveryStageIsProductionReady(t *testing.T) {
 				_, err := fmt.Sscanf(drain, "%ds", &secs)
 				require.NoError(t, err)
 				assert.Greater(t, *ps.TerminationGracePeriodSeconds, int64(secs), name)
+			}
+		}
+	}
+}
+
+// Every Service reaches pods of a Deployment or StatefulSet on a port they
+// name; the patroller feed is served by a Service; the ServiceMonitor
+// scrapes every rcwatch pod through exactly one Service (no double series).
+func TestServicesReachTheirPods(t *testing.T) {
+	for _, dir := range overlays {
+		objs := render(t, dir)
+		type podSet struct {
+			name   string
+			labels map[string]string
+			ports  map[string]bool
+		}
+		var pods []podSet
+		var monitors []*serviceMonitor
+		for _, o := range objs {
+			var tpl *corev1.PodTemplateSpec
+			switch v := o.typed.(type) {
+			case *appsv1.Deployment:
+				tpl = &v.Spec.Template
+			case *appsv1.StatefulSet:
+				tpl = &v.Spec.Template
+			case *serviceMonitor:
+				monitors = append(monitors, v)
+			}
+			if tpl == nil {
+				continue
+			}
+			ps := podSet{name: o.name, labels: tpl.Labels, ports: map[string]bool{}}
+			for _, c := range tpl.Spec.Containers {
+				for _, p := range c.Ports {
+					ps.ports[p.Name] = true
+				}
+			}
+			pods = append(pods, ps)
+		}
+		matches := func(sel, labels map[string]string) bool {
+			for k, v := range sel {
+				if labels[k] != v {
+					return false
+				}
+			}
+			return len(sel) > 0
+		}
+		scrapedBy := map[string]int{}
+		feedServed := false
+		for _, o := range objs {
+			svc, ok := o.typed.(*corev1.Service)
+			if !ok {
+				continue
+			}
+			name := fmt.Sprintf("%s: Service %s", dir, svc.Name)
+			var targets []podSet
+			for _, p := range pods {
+				if matches(svc.Spec.Selector, p.labels) {
+					targets = append(targets, p)
+				}
+			}
+			require.NotEmpty(t, targets, "%s selects no pods", name)
+			for _, sp := range svc.Spec.Ports {
+				if sp.TargetPort.StrVal == "" {
+					continue
+				}
+				for _, p := range targets {
+					assert.True(t, p.ports[sp.TargetPort.StrVal], "%s: %s has no port %s", name, p.name, sp.TargetPort.StrVal)
+				}
+				if sp.TargetPort.StrVal == "http" && slices.ContainsFunc(targets, func(p podSet) bool { return p.name == "rcwatch-feed" }) {
+					feedServed = true
+				}
+			}
+			for _, m := range monitors {
+				if matches(m.Spec.Selector.MatchLabels, svc.Labels) {
+					for _, p := range targets {
+						scrapedBy[p.name]++
+					}
+				}
+			}
+		}
+		assert.True(t, feedServed, "%s: a Service serves the feed's http port", dir)
+		if len(monitors) > 0 {
+			for _, p := range pods {
+				if p.ports["metrics"] {
+					assert.Equal(t, 1, scrapedBy[p.name], "%s: %s is scraped through one Service", dir, p.name)
+				}
 			}
 		}
 	}
