@@ -476,7 +476,7 @@ func (in *Ingester) savePositions(ctx context.Context, kv jetstream.KeyValue, st
 // StallAfter: JetStream is not storing what ingest publishes.
 func (in *Ingester) checkStall(moved bool) {
 	now := in.now()
-	if moved || len(in.pub.queue) == 0 {
+	if moved || in.pub.outstanding() == 0 {
 		in.progressAt.Store(now.UnixNano())
 		if in.stalled.Swap(false) {
 			in.log.Info().Msg("ingest publishes are acknowledged again")
@@ -484,7 +484,7 @@ func (in *Ingester) checkStall(moved bool) {
 		return
 	}
 	if now.Sub(time.Unix(0, in.progressAt.Load())) >= in.cfg.StallAfter && !in.stalled.Swap(true) {
-		in.log.Error().Int("outstanding", len(in.pub.queue)).Dur("for", in.cfg.StallAfter).
+		in.log.Error().Int("outstanding", in.pub.outstanding()).Dur("for", in.cfg.StallAfter).
 			Msg("ingest stalled: publishes unacknowledged and the position unchanged; reading waits")
 	}
 }

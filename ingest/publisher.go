@@ -18,8 +18,14 @@ import (
 // with the same Nats-Msg-Id, until it succeeds or the publisher is stopped;
 // the position never moves past it meanwhile.
 type publisher struct {
-	js    jetstream.JetStream
-	queue chan *pending // capacity = max in flight: the back-pressure bound
+	js jetstream.JetStream
+	// slots is the back-pressure bound (capacity = max in flight): a slot
+	// is taken before a message is handed to the client and given back once
+	// the collector is done with it. Taking it first means a message that
+	// was published is always queued, so the position accounts for
+	// everything JetStream may have stored.
+	slots chan struct{}
+	queue chan *pending // same capacity as slots: sending never blocks
 	done  chan struct{}
 	// stop ends retries at the shutdown deadline.
 	stop    context.Context
@@ -44,7 +50,7 @@ type pending struct {
 
 func newPublisher(js jetstream.JetStream, maxInFlight int, start string, m *metrics, log zerolog.Logger, now func() time.Time) *publisher {
 	stop, abandon := context.WithCancel(context.Background())
-	p := &publisher{js: js, queue: make(chan *pending, maxInFlight), done: make(chan struct{}),
+	p := &publisher{js: js, slots: make(chan struct{}, maxInFlight), queue: make(chan *pending, maxInFlight), done: make(chan struct{}),
 		stop: stop, abandon: abandon, m: m, log: log, now: now, safe: start}
 	go p.collect()
 	return p
@@ -52,9 +58,14 @@ func newPublisher(js jetstream.JetStream, maxInFlight int, start string, m *metr
 
 // publish sends msg asynchronously and queues it for acknowledgement. It
 // blocks while maxInFlight messages await their acks (back-pressure) or
-// until ctx ends; a message published but not queued when ctx ends is simply
-// not counted in the position (it is read again and deduplicated).
+// until ctx ends. When ctx has ended it publishes nothing and returns ctx's
+// error; once it publishes, the message is queued and counted in the
+// position (a message stored by JetStream but left out of the position
+// would leave the stored position one frame behind the stream).
 func (p *publisher) publish(ctx context.Context, msg *nats.Msg, pos string, evt time.Time, dead bool) error {
+	if err := p.reserve(ctx); err != nil {
+		return err
+	}
 	it := &pending{msg: msg, pos: pos, evt: evt, dead: dead, sent: p.now()}
 	// A failure to hand the message to the client (reconnect buffer full,
 	// too many stalled) is retried by the collector; no need to block here.
@@ -64,23 +75,47 @@ func (p *publisher) publish(ctx context.Context, msg *nats.Msg, pos string, evt 
 		p.m.publishErrors.Inc() // counted: a refusal that repeats is a stall, not noise
 		p.log.Debug().Err(err).Msg("async publish not accepted; collector retries")
 	}
-	return p.enqueue(ctx, it)
+	p.enqueue(it)
+	return nil
 }
 
 // mark advances the position past a frame that needs no publish (a dropped
 // canary), in order with everything in flight.
 func (p *publisher) mark(ctx context.Context, pos string) error {
-	return p.enqueue(ctx, &pending{pos: pos})
+	if err := p.reserve(ctx); err != nil {
+		return err
+	}
+	p.enqueue(&pending{pos: pos})
+	return nil
 }
 
-func (p *publisher) enqueue(ctx context.Context, it *pending) error {
+// reserve takes an in-flight slot, waiting while all are taken, unless ctx
+// has ended (checked first: select picks at random among ready cases).
+func (p *publisher) reserve(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	select {
-	case p.queue <- it:
-		p.m.inflight.Set(float64(len(p.queue)))
+	case p.slots <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// enqueue hands a reserved item to the collector; it never blocks (the
+// queue has a place for every slot).
+func (p *publisher) enqueue(it *pending) {
+	p.queue <- it
+	p.m.inflight.Set(float64(len(p.slots)))
+}
+
+// outstanding is the number of items queued or awaiting their ack.
+func (p *publisher) outstanding() int { return len(p.slots) }
+
+func (p *publisher) release() {
+	<-p.slots
+	p.m.inflight.Set(float64(len(p.slots)))
 }
 
 // safePosition is the newest position every earlier frame of which is stored.
@@ -113,8 +148,10 @@ func (p *publisher) collect() {
 				p.mu.Lock()
 				p.err = err
 				p.mu.Unlock()
+				p.release()
 				// Drain the rest without advancing the position.
 				for range p.queue {
+					p.release()
 				}
 				return
 			}
@@ -122,7 +159,7 @@ func (p *publisher) collect() {
 		p.mu.Lock()
 		p.safe = it.pos
 		p.mu.Unlock()
-		p.m.inflight.Set(float64(len(p.queue)))
+		p.release()
 	}
 }
 
