@@ -316,10 +316,11 @@ func (f *Feed) readAlerts(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("feed: consuming alerts: %w", err)
 	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
+	// Next waits on ctx itself: an iterator stopped while the ordered
+	// consumer is being recreated (a NATS restart) would not wake Next.
+	defer it.Stop()
 	for {
-		msg, err := it.Next()
+		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return nil
@@ -470,11 +471,12 @@ func (f *Feed) readEdits(ctx context.Context) error {
 		return fmt.Errorf("feed: consuming recentchange: %w", err)
 	}
 	f.rcOK.Store(true)
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
+	// Next waits on ctx itself: an iterator stopped while the ordered
+	// consumer is being recreated (a NATS restart) would not wake Next.
+	defer it.Stop()
 	var ev rcEdit
 	for {
-		msg, err := it.Next()
+		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return nil
