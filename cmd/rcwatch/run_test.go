@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,6 +20,7 @@ import (
 	"github.com/rcwatch/rcwatch/internal/testbed/freeport"
 	"github.com/rcwatch/rcwatch/internal/testbed/ircdtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/mwtest"
+	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
@@ -95,20 +95,7 @@ wikis:
 		"--nats-port", fmt.Sprint(natsPort), "--rules", rules, "--enrich-api-url", w.APIURL,
 		"--irc-config", ircConf, "--edit-config", editConf)
 
-	nc, err := pipeline.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "test", zerolog.Nop())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	audits := make(chan string, 4*n)
-	sub, err := nc.Subscribe("audit.edit.>", func(m *nats.Msg) {
-		var a struct {
-			AlertID string `json:"alert_id"`
-		}
-		if json.Unmarshal(m.Data, &a) == nil {
-			audits <- a.AlertID
-		}
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	_, js := natstest.Connect(t, fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
 
 	lines := watcher.WaitMessages(t, "#run", n, 90*time.Second)
 	seen := map[string]int{}
@@ -122,15 +109,20 @@ wikis:
 		assert.Equal(t, 1, seen[fmt.Sprint(i)], "one IRC line for page %d", i)
 	}
 	assert.Len(t, lines, n, "one line per alert")
-	audited := map[string]bool{}
-	deadline := time.After(90 * time.Second)
-	for len(audited) < n {
-		select {
-		case id := <-audits:
-			audited[id] = true
-		case <-deadline:
-			t.Fatalf("%d of %d alerts audited by the edit worker", len(audited), n)
+	// The dry-run records land in the AUDIT stream (read from the stream:
+	// a subscription made after start could miss the first ones).
+	natstest.WaitCount(t, js, pipeline.StreamAudit, n, 90*time.Second)
+	audited := map[string]int{}
+	for _, m := range natstest.Messages(t, js, pipeline.StreamAudit) {
+		var a struct {
+			AlertID string `json:"alert_id"`
 		}
+		require.NoError(t, json.Unmarshal(m.Data(), &a))
+		audited[a.AlertID]++
+	}
+	assert.Len(t, audited, n, "every alert audited by the edit worker")
+	for id, c := range audited {
+		assert.Equal(t, 1, c, "alert %s audited once", id)
 	}
 
 	resp, err := http.Get("http://" + ops + "/readyz")
