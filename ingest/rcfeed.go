@@ -411,31 +411,15 @@ func (f *RCFeed) since(off int64, max int) (evs [][]byte, next int64, wake chan 
 
 // offsetOf parses a Last-Event-ID of ours and returns the offset to serve next.
 func (f *RCFeed) offsetOf(lastID string) (int64, error) {
-	var parts []struct {
-		Topic  string `json:"topic"`
-		Offset *int64 `json:"offset"`
-	}
-	if err := json.Unmarshal([]byte(lastID), &parts); err != nil {
-		return 0, fmt.Errorf("Last-Event-ID is not a JSON array: %w", err)
-	}
-	for _, p := range parts {
-		if p.Topic == f.cfg.Topic && p.Offset != nil && *p.Offset >= -1 {
-			return *p.Offset + 1, nil
-		}
-	}
-	return 0, fmt.Errorf("Last-Event-ID has no offset for topic %s", f.cfg.Topic)
+	return offsetInID(lastID, f.cfg.Topic, -1)
 }
 
 // sinceOffset is the offset of the first event kept whose meta.dt is at or
 // after since (an RFC 3339 time or epoch milliseconds, as EventStreams takes).
 func (f *RCFeed) sinceOffset(since string) (int64, error) {
-	t, err := time.Parse(time.RFC3339Nano, since)
+	t, err := parseSinceParam(since)
 	if err != nil {
-		ms, err2 := strconv.ParseInt(since, 10, 64)
-		if err2 != nil {
-			return 0, fmt.Errorf("since %q is neither RFC 3339 nor epoch milliseconds", since)
-		}
-		t = time.UnixMilli(ms)
+		return 0, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -119,29 +119,13 @@ func (r *Replay) ID(off int64) string {
 
 // offsetOf parses a Last-Event-ID of ours and returns the offset to serve next.
 func (r *Replay) offsetOf(lastID string) (int64, error) {
-	var parts []struct {
-		Topic  string `json:"topic"`
-		Offset *int64 `json:"offset"`
-	}
-	if err := json.Unmarshal([]byte(lastID), &parts); err != nil {
-		return 0, fmt.Errorf("Last-Event-ID is not a JSON array: %w", err)
-	}
-	for _, p := range parts {
-		if p.Topic == r.cfg.Topic && p.Offset != nil && *p.Offset >= 0 {
-			return *p.Offset + 1, nil
-		}
-	}
-	return 0, fmt.Errorf("Last-Event-ID has no offset for topic %s", r.cfg.Topic)
+	return offsetInID(lastID, r.cfg.Topic, 0)
 }
 
 func (r *Replay) sinceOffset(s string) (int64, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
+	t, err := parseSinceParam(s)
 	if err != nil {
-		ms, err2 := strconv.ParseInt(s, 10, 64)
-		if err2 != nil {
-			return 0, fmt.Errorf("since %q is neither RFC 3339 nor epoch milliseconds", s)
-		}
-		t = time.UnixMilli(ms)
+		return 0, err
 	}
 	for i, et := range r.times {
 		if !et.Before(t) {

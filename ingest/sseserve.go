@@ -2,7 +2,11 @@ package ingest
 
 import (
 	"bufio"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // startSSE answers 200 with an event stream, writes the ":ok" comment
@@ -29,4 +33,36 @@ func startSSE(w http.ResponseWriter) (bw *bufio.Writer, flush func() bool, ok bo
 	}
 	_, _ = bw.WriteString(":ok\n\n")
 	return bw, flush, flush()
+}
+
+// offsetInID is the offset after the one a Last-Event-ID (EventStreams'
+// JSON array of {topic, partition, offset}) names for topic; offsets below
+// minOffset are refused.
+func offsetInID(lastID, topic string, minOffset int64) (int64, error) {
+	var parts []struct {
+		Topic  string `json:"topic"`
+		Offset *int64 `json:"offset"`
+	}
+	if err := json.Unmarshal([]byte(lastID), &parts); err != nil {
+		return 0, fmt.Errorf("Last-Event-ID is not a JSON array: %w", err)
+	}
+	for _, p := range parts {
+		if p.Topic == topic && p.Offset != nil && *p.Offset >= minOffset {
+			return *p.Offset + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("Last-Event-ID has no offset for topic %s", topic)
+}
+
+// parseSinceParam reads EventStreams' ?since=: an RFC 3339 time or epoch
+// milliseconds.
+func parseSinceParam(since string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, since); err == nil {
+		return t, nil
+	}
+	ms, err := strconv.ParseInt(since, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("since %q is neither RFC 3339 nor epoch milliseconds", since)
+	}
+	return time.UnixMilli(ms), nil
 }

@@ -279,11 +279,14 @@ func budgetOf(opts FormatOptions) int {
 
 // fit shortens the long free-text parts until the rendered line fits.
 func fit(p lineParts, render func(lineParts) string, maxBytes int) string {
-	s := render(p)
-	if len(s) <= maxBytes {
-		return s
-	}
-	for _, field := range []*string{&p.comment, &p.title, &p.user, &p.url, &p.rule} {
+	return shorten(func() string { return render(p) }, []*string{&p.comment, &p.title, &p.user, &p.url, &p.rule}, maxBytes)
+}
+
+// shorten cuts fields, in order, each by as much as the rendered line is
+// over maxBytes (an emptied field becomes "…"), then the line itself.
+func shorten(render func() string, fields []*string, maxBytes int) string {
+	s := render()
+	for _, field := range fields {
 		over := len(s) - maxBytes
 		if over <= 0 {
 			break
@@ -297,7 +300,7 @@ func fit(p lineParts, render func(lineParts) string, maxBytes int) string {
 		} else {
 			*field = cutUTF8(*field, keep) + "…"
 		}
-		s = render(p)
+		s = render()
 	}
 	if len(s) > maxBytes {
 		s = cutUTF8(s, maxBytes)
@@ -399,29 +402,8 @@ func FormatDigest(kind DigestKind, key string, n int, latest *event.Alert, opts 
 // fitDigest renders p within the byte budget, shortening the latest
 // alert's title, link and user, then the key.
 func fitDigest(p digestParts, opts FormatOptions) string {
-	render := func(p digestParts) string { return p.render(opts.Plain) }
-	s := render(p)
-	maxBytes := budgetOf(opts)
-	for _, field := range []*string{&p.title, &p.url, &p.user, &p.feed, &p.key, &p.wiki} {
-		over := len(s) - maxBytes
-		if over <= 0 {
-			break
-		}
-		if *field == "" {
-			continue
-		}
-		keep := len(*field) - over - len("…")
-		if keep <= 0 {
-			*field = "…"
-		} else {
-			*field = cutUTF8(*field, keep) + "…"
-		}
-		s = render(p)
-	}
-	if len(s) > maxBytes {
-		s = cutUTF8(s, maxBytes)
-	}
-	return s
+	return shorten(func() string { return p.render(opts.Plain) },
+		[]*string{&p.title, &p.url, &p.user, &p.feed, &p.key, &p.wiki}, budgetOf(opts))
 }
 
 type digestParts struct {
