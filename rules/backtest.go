@@ -3,12 +3,15 @@ package rules
 import (
 	"bufio"
 	"bytes"
+	"compress/bzip2"
 	"context"
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -408,4 +411,23 @@ func (c *Curve) BestAtRecall(minRecall float64) (CurvePoint, bool) {
 		}
 	}
 	return best, found
+}
+
+// ReadItemsFile reads the events or cases of a JSON-lines file (bzip2
+// compressed when its name ends in .bz2).
+func ReadItemsFile(path string) ([]Item, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading events: %w", err)
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".bz2") {
+		r = bzip2.NewReader(f)
+	}
+	items, err := ReadItems(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading events %s: %w", path, err)
+	}
+	return items, nil
 }

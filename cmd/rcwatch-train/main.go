@@ -14,7 +14,6 @@ package main
 
 import (
 	"bytes"
-	"compress/bzip2"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -188,18 +187,9 @@ type example struct {
 // load reads labelled edit cases and maps them to model inputs with the
 // evaluator's own mapping (rules.CaseFeatures).
 func load(path string) ([]example, error) {
-	f, err := os.Open(path)
+	items, err := rules.ReadItemsFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading cases: %w", err)
-	}
-	defer f.Close()
-	var r io.Reader = f
-	if strings.HasSuffix(path, ".bz2") {
-		r = bzip2.NewReader(f)
-	}
-	items, err := rules.ReadItems(r)
-	if err != nil {
-		return nil, fmt.Errorf("reading cases %s: %w", path, err)
+		return nil, err
 	}
 	var out []example
 	for _, it := range items {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"compress/bzip2"
 	"context"
 	"errors"
 	"fmt"
@@ -210,22 +209,6 @@ func fmtCI(iv *rules.Interval) string {
 	return fmt.Sprintf(" [%.3f, %.3f]", iv.Low, iv.High)
 }
 
-func readItems(path string) ([]rules.Item, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading events: %w", err)
-	}
-	defer f.Close()
-	var r io.Reader = f
-	if strings.HasSuffix(path, ".bz2") {
-		r = bzip2.NewReader(f)
-	}
-	items, err := rules.ReadItems(r)
-	if err != nil {
-		return nil, fmt.Errorf("reading events %s: %w", path, err)
-	}
-	return items, nil
-}
 
 func printReport(w io.Writer, rep *rules.Report) error {
 	fmt.Fprintf(w, "%d events", rep.Events)
@@ -429,7 +412,7 @@ func backtestInput(args, events []string) ([]rules.Source, []rules.Item, error) 
 	}
 	var items []rules.Item
 	for _, f := range events {
-		its, err := readItems(f)
+		its, err := rules.ReadItemsFile(f)
 		if err != nil {
 			return nil, nil, err
 		}
