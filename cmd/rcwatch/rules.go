@@ -209,7 +209,6 @@ func fmtCI(iv *rules.Interval) string {
 	return fmt.Sprintf(" [%.3f, %.3f]", iv.Low, iv.High)
 }
 
-
 func printReport(w io.Writer, rep *rules.Report) error {
 	fmt.Fprintf(w, "%d events", rep.Events)
 	if rep.Labelled > 0 {
