@@ -134,31 +134,57 @@ func StreamMessages(tb testing.TB, js jetstream.JetStream, stream string, want i
 	return Messages(tb, js, stream)
 }
 
-// Messages reads every message stream holds now, in order.
+// Messages reads every message stream holds now, in order. A read that fails
+// (a cluster electing a leader after a node died answers "no responders" for a
+// moment) is retried from the start for up to 60 s; only then does the test fail.
 func Messages(tb testing.TB, js jetstream.JetStream, stream string) []jetstream.Msg {
 	tb.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := readAll(js, stream)
+		if err == nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			require.NoError(tb, err, "reading stream %s", stream)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func readAll(js jetstream.JetStream, stream string) ([]jetstream.Msg, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, stream)
-	require.NoError(tb, err)
+	if err != nil {
+		return nil, fmt.Errorf("looking up stream %s: %w", stream, err)
+	}
 	info, err := s.Info(ctx)
-	require.NoError(tb, err)
+	if err != nil {
+		return nil, fmt.Errorf("reading stream %s info: %w", stream, err)
+	}
 	n := int(info.State.Msgs)
 	if n == 0 {
-		return nil
+		return nil, nil
 	}
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	require.NoError(tb, err)
+	if err != nil {
+		return nil, fmt.Errorf("creating ordered consumer on %s: %w", stream, err)
+	}
 	out := make([]jetstream.Msg, 0, n)
 	for len(out) < n {
 		batch, err := c.Fetch(min(n-len(out), 500), jetstream.FetchMaxWait(5*time.Second))
-		require.NoError(tb, err)
+		if err != nil {
+			return nil, fmt.Errorf("fetching from %s: %w", stream, err)
+		}
 		for m := range batch.Messages() {
 			out = append(out, m)
 		}
-		require.NoError(tb, batch.Error())
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("fetching from %s: %w", stream, err)
+		}
 	}
-	return out
+	return out, nil
 }
 
 // Publish stores data on subject with a Nats-Msg-Id (as the stages do) and
