@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -165,7 +164,8 @@ func (c *channel) hold(ctx context.Context) {
 }
 
 // handle posts one alert to this channel: route, staleness, mute and
-// idempotency checks, then the flood queue, then the idempotency key. It
+// idempotency checks, then the flood queue (whose send loop stores the
+// idempotency key once the server confirmed the line). It
 // returns nil (ack) only after the alert's line — or the digest that counts
 // it — was confirmed by the server, or when the alert is not for this
 // channel, muted, stale or already posted.
@@ -214,10 +214,7 @@ func (c *channel) handle(ctx context.Context, msg jetstream.Msg) error {
 	if o.err != nil {
 		return pipeline.Retry(o.err, time.Second)
 	}
-	val := []byte(`{"at":"` + o.sentAt.UTC().Format(time.RFC3339Nano) + `","folded":` + strconv.FormatBool(o.folded) + `}`)
-	if err := w.storeSent(ctx, key, val); err != nil {
-		log.Warn().Err(err).Msg("line posted but its idempotency key was not stored; a redelivery could post it again")
-	}
+	// The send loop stored the idempotency key before the outcome came.
 	if !a.DetectedAt.IsZero() {
 		w.m.latency.Observe(o.sentAt.Sub(a.DetectedAt).Seconds())
 	}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -43,12 +44,15 @@ func (n *network) sendLoop(ctx context.Context) {
 			n.bucket.tokens = min(n.bucket.burst, n.bucket.tokens+1)
 			continue
 		}
-		n.send(it)
+		n.send(ctx, it)
 	}
 }
 
-// send writes one line and finishes its alerts with the outcome.
-func (n *network) send(it *outItem) {
+// send writes one line, stores the idempotency keys of its alerts, and
+// only then finishes them with the outcome and goes on to the next line: a
+// replica killed after the server confirmed a line but before its keys were
+// stored repeats that one line, never more (docs/IRC.md).
+func (n *network) send(ctx context.Context, it *outItem) {
 	now := n.w.now()
 	c := n.channelByName(it.channel)
 	if c == nil || c.lease == nil || !c.lease.Valid(now) {
@@ -58,7 +62,11 @@ func (n *network) send(it *outItem) {
 	}
 	text := n.render(it, c)
 	err := n.writeLine(it.channel, text)
-	it.finish(outcome{sentAt: n.w.now(), err: err})
+	sentAt := n.w.now()
+	if err == nil {
+		n.storeKeys(ctx, it, sentAt)
+	}
+	it.finish(outcome{sentAt: sentAt, err: err})
 	if err != nil {
 		n.log.Warn().Err(err).Str("channel", it.channel).Str("kind", it.kind.String()).Msg("line not confirmed; its alerts will be redelivered")
 		return
@@ -161,4 +169,35 @@ func (n *network) writeLine(channel, text string) error {
 	case <-t.C:
 		return fmt.Errorf("no PONG %v after a line to %s", barrierTimeout, channel)
 	}
+}
+
+// storeKeys writes the idempotency key of every alert a confirmed line
+// stands for (backlog digests write none: docs/IRC.md), a digest's keys a
+// few at a time. The line is out, so the keys matter more than the next
+// line's latency; a shutdown does not cut them short (a NATS outage does,
+// after 30 s).
+func (n *network) storeKeys(ctx context.Context, it *outItem, sentAt time.Time) {
+	if it.kind == itemControl || (it.kind == itemDigest && it.dkind == DigestBacklog) {
+		return
+	}
+	// One deadline for all the keys of the line: while NATS cannot write,
+	// posting pauses for at most 30 s per line, not per alert.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	val := []byte(`{"at":"` + sentAt.UTC().Format(time.RFC3339Nano) + `","folded":` + strconv.FormatBool(it.kind == itemDigest) + `}`)
+	ps := it.pendings()
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := n.w.storeSent(ctx, sentKey(n.cfg.Name, p.channel, p.alert.ID), val); err != nil {
+				n.log.Warn().Err(err).Str("channel", p.channel).Str("alert", p.alert.ID).
+					Msg("line posted but its idempotency key was not stored; a redelivery could post it again")
+			}
+		}()
+	}
+	wg.Wait()
 }
