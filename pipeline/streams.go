@@ -29,6 +29,10 @@ const (
 	// BucketFeedClaims holds the patroller feed's claims ("on it", "done"),
 	// key claim.<alert stream sequence>, each with a per-key TTL.
 	BucketFeedClaims = "feed-claims"
+	// BucketQuality holds the rules stage's self-measurement (rules/quality):
+	// key p.<hash of wiki and title> = the page's alerted edits and recent
+	// reverts, with a per-key TTL of the revert window.
+	BucketQuality = "quality"
 
 	// HeaderEventTime carries meta.dt on RECENTCHANGE messages.
 	HeaderEventTime = "Rc-Event-Time"
@@ -262,7 +266,7 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 }
 
 // KeyValueConfigs returns the KV buckets every stage ensures at start. Their
-// byte limits (57 MiB together) are for new buckets: entries expire by TTL
+// byte limits (67 MiB together) are for new buckets: entries expire by TTL
 // or are replaced (history 1), so they stay far below; a full bucket refuses
 // a write (KV discards new) rather than lose a key. Existing buckets are
 // not changed.
@@ -279,6 +283,9 @@ func (t Topology) KeyValueConfigs() []jetstream.KeyValueConfig {
 		{Bucket: BucketFeedClaims, History: 1, Storage: t.Storage, Replicas: t.Replicas, MaxBytes: 8 << 20,
 			TTL: 7 * 24 * time.Hour, LimitMarkerTTL: time.Minute, MaxValueSize: 1024,
 			Description: "patroller feed claims: key claim.<alert seq> = {id,state,name,at} (per-key TTL)"},
+		{Bucket: BucketQuality, History: 1, Storage: t.Storage, Replicas: t.Replicas, MaxBytes: 10 << 20,
+			LimitMarkerTTL: time.Minute, MaxValueSize: 16 << 10,
+			Description: "rules self-measurement: key p.<page hash> = alerted edits and reverts of the page (per-key TTL: the revert window)"},
 	}
 }
 

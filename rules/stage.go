@@ -20,6 +20,7 @@ import (
 
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/pipeline"
+	"github.com/rcwatch/rcwatch/rules/quality"
 )
 
 // ReadSources reads rule and list files. A directory contributes its
@@ -96,6 +97,9 @@ type StageConfig struct {
 	// KVLists: also read list entries from the KV bucket rules (see
 	// AddListEntry), watched live.
 	KVLists bool
+	// Quality is the live self-measurement (rules/quality): which alerted
+	// edits are later reverted. A zero Window turns it off.
+	Quality quality.Config
 }
 
 // Stage is the evaluator stage: RECENTCHANGE → rules → ALERTS.
@@ -106,6 +110,8 @@ type Stage struct {
 	engine *Engine
 	runner *pipeline.Runner
 	log    zerolog.Logger
+	// quality measures the alerts against later reverts; nil when off.
+	quality *quality.Tracker
 
 	mu       sync.Mutex
 	lastHash [32]byte
@@ -134,6 +140,11 @@ func NewStage(d pipeline.Deps, cfg StageConfig, enricher Enricher) (*Stage, erro
 		return nil, err
 	}
 	s := &Stage{cfg: cfg, now: d.Clock(), js: js, engine: eng, log: log}
+	if cfg.Quality.Window > 0 {
+		if s.quality, err = quality.New(d, cfg.Quality); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := s.Reload(); err != nil {
 		return nil, err
 	}
@@ -238,6 +249,16 @@ func (s *Stage) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
+	if s.quality != nil {
+		if err := s.quality.Open(ctx); err != nil {
+			stopWatch()
+			wg.Wait()
+			if ctx.Err() != nil {
+				return nil // cancelled during start-up: a normal stop
+			}
+			return err
+		}
+	}
 	stopOff, ferr := s.followDisabled(ctx, &wg) // disabled.go
 	if ferr != nil {
 		stopWatch()
@@ -283,10 +304,18 @@ func (s *Stage) handle(ctx context.Context, msg jetstream.Msg) error {
 	if ev.IsCanary() {
 		return nil
 	}
-	for _, a := range s.engine.Eval(ctx, ev, nil, s.now()) {
+	alerts := s.engine.Eval(ctx, ev, nil, s.now())
+	for _, a := range alerts {
 		if err := s.publish(ctx, &a); err != nil {
 			return err
 		}
+	}
+	if s.quality != nil {
+		ids := make([]string, len(alerts))
+		for i := range alerts {
+			ids[i] = alerts[i].Rule.ID
+		}
+		s.quality.Observe(ctx, ev, ids) // bounded by its timeout; errors counted, never returned
 	}
 	return nil
 }

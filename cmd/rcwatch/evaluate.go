@@ -10,6 +10,7 @@ import (
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/mediawiki"
 	"github.com/rcwatch/rcwatch/rules"
+	"github.com/rcwatch/rcwatch/rules/quality"
 )
 
 // evaluateFlags configure the rules evaluator stage; `rcwatch run` registers
@@ -27,6 +28,8 @@ type evaluateFlags struct {
 	Workers      int
 	Reload       time.Duration
 	KVLists      bool
+	QualityWin   time.Duration
+	QualityWikis []string
 }
 
 func (f *evaluateFlags) register(fs *pflag.FlagSet) {
@@ -42,13 +45,16 @@ func (f *evaluateFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.Workers, "workers", 4, "events evaluated concurrently")
 	fs.DurationVar(&f.Reload, "rules-reload-interval", 5*time.Second, "how often rule files are checked for changes")
 	fs.BoolVar(&f.KVLists, "kv-lists", true, "also follow list entries in the KV bucket rules (rcwatch rules list add …)")
+	fs.DurationVar(&f.QualityWin, "quality-window", 48*time.Hour, "self-measurement: an alerted edit counts as reverted when reverted within this (0: off; see rcwatch_quality_* metrics)")
+	fs.StringSliceVar(&f.QualityWikis, "quality-wikis", nil, "wikis that always get their own rcwatch_quality_* series (beyond them the first 30 seen do; later ones are wiki=\"other\")")
 }
 
 // stageConfig turns the flags into the stage's config.
 func (f *evaluateFlags) stageConfig() (rules.StageConfig, error) {
 	cfg := rules.StageConfig{
 		Paths: f.Rules, Workers: f.Workers, ReloadInterval: f.Reload, KVLists: f.KVLists,
-		Engine: rules.EngineConfig{MaxMatchRate: f.MaxMatchRate, MinEvaluations: f.MinEvals},
+		Engine:  rules.EngineConfig{MaxMatchRate: f.MaxMatchRate, MinEvaluations: f.MinEvals},
+		Quality: quality.Config{Window: f.QualityWin, Wikis: f.QualityWikis},
 	}
 	if len(f.Rules) == 0 || f.DefaultPack {
 		def, err := defaultPack()
