@@ -194,6 +194,10 @@ type revertMark struct {
 	Kind   string  `json:"k"`
 	Revs   []int64 `json:"r,omitempty"`
 	User   string  `json:"u,omitempty"`
+	// A rollback's alerted edits found so far and reverted edits counted
+	// (at least one, or the count its summary gives).
+	Found   int `json:"f,omitempty"`
+	Counted int `json:"c,omitempty"`
 }
 
 type pageState struct {
@@ -266,14 +270,23 @@ func apply(st *pageState, ev *event.RecentChange, rules []string, rv *Revert, wi
 			// The revert may have been evaluated first (another worker
 			// or replica was still enriching this edit).
 			for k := range st.Reverts {
-				if st.Reverts[k].covers(e, window) {
-					e.Reverted = true
-					d.revertedAlerted++
-					for _, r := range e.Rules {
-						d.alertedReverted[r]++
-					}
-					break
+				m := &st.Reverts[k]
+				if !m.covers(e, window) {
+					continue
 				}
+				e.Reverted = true
+				d.revertedAlerted++
+				for _, r := range e.Rules {
+					d.alertedReverted[r]++
+				}
+				if m.Kind == KindRollback { // one more edit than it was known to revert?
+					m.Found++
+					if m.Found > m.Counted {
+						d.reverted += m.Found - m.Counted
+						m.Counted = m.Found
+					}
+				}
+				break
 			}
 		}
 	}
@@ -303,6 +316,8 @@ func apply(st *pageState, ev *event.RecentChange, rules []string, rv *Revert, wi
 			d.reverted = 1
 		case KindRollback:
 			d.reverted = max(rv.Count, found, 1)
+			last := &st.Reverts[len(st.Reverts)-1]
+			last.Found, last.Counted = found, d.reverted
 		}
 	}
 	if n := len(st.Alerted) - maxEntries; n > 0 {
@@ -419,6 +434,8 @@ func (t *Tracker) count(wiki string, d deltas) {
 	}
 	if d.revertKind != "" {
 		t.m.reverts.WithLabelValues(d.revertKind).Inc()
+	}
+	if d.reverted > 0 {
 		t.m.reverted.WithLabelValues(w).Add(float64(d.reverted))
 	}
 	if d.revertedAlerted > 0 {
