@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -84,6 +86,7 @@ every evaluator pause over --stall while events waited. With --rate and --durati
 	fs.BoolVar(&noBase, "no-baseline", false, "skip the plain publish baseline")
 	fs.BoolVar(&verbose, "verbose", false, "show rcwatch run's log (warnings and errors)")
 	fs.StringArrayVar(&cfg.Args, "run-arg", nil, "extra flag for rcwatch run (repeatable)")
+	fs.StringArrayVar(&cfg.Env, "run-env", nil, "extra environment of rcwatch run, KEY=value (repeatable), e.g. GOMEMLIMIT=256MiB or GODEBUG=gctrace=1")
 	fs.DurationVar(&cfg.DumpOnStall, "dump-on-stall", 0, "diagnosis: SIGQUIT rcwatch run (goroutine dump with --verbose) when a stall passes this, and stop")
 	return cmd
 }
@@ -92,7 +95,10 @@ func benchPipeline(cmd *cobra.Command, cfg loadtest.Config, runs int) error {
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "pipeline: %d events/run, rate %s, workers %s, rules ×%d, stall threshold %v\n",
 		cfg.N, orDefault(cfg.Rate, "full speed"), orDefault(float64(cfg.Workers), "default"), max(cfg.RulesCopies, 1), cfg.Stall)
-	fmt.Fprintln(out, "run  baseline ev/s  stored ev/s  evaluated ev/s  eval/baseline  cpu µs/ev  rss MiB (end)  stalls > threshold")
+	if len(cfg.Env) > 0 {
+		fmt.Fprintf(out, "rcwatch run environment: %s\n", strings.Join(cfg.Env, " "))
+	}
+	fmt.Fprintln(out, "run  baseline ev/s  stored ev/s  evaluated ev/s  eval/baseline  cpu µs/ev  rss MiB (end)  load (1 5 15 min, end)  stalls > threshold")
 	var ratios, evals []float64
 	stalls := 0
 	for i := 1; i <= runs; i++ {
@@ -104,10 +110,13 @@ func benchPipeline(cmd *cobra.Command, cfg loadtest.Config, runs int) error {
 		if n := len(res.Memory); n > 0 {
 			rss = float64(res.Memory[n-1].RSS) / (1 << 20)
 		}
-		fmt.Fprintf(out, "%3d  %13.0f  %11.0f  %14.0f  %13.2f  %9.1f  %13.0f  %v\n", i, res.Baseline, res.StoredPS, res.EvalPS,
-			res.Ratio(), float64(res.CPUPerEvent().Nanoseconds())/1000, rss, res.Stalls)
+		fmt.Fprintf(out, "%3d  %13.0f  %11.0f  %14.0f  %13.2f  %9.1f  %13.0f  %22s  %v\n", i, res.Baseline, res.StoredPS, res.EvalPS,
+			res.Ratio(), float64(res.CPUPerEvent().Nanoseconds())/1000, rss, loadtest.LoadAvg(), res.Stalls)
 		for _, st := range res.StallStates {
 			fmt.Fprintf(out, "     stalled: %s\n", st)
+		}
+		for _, st := range res.StallDetails {
+			fmt.Fprintf(out, "     stall: %s\n", st)
 		}
 		if len(res.Memory) > 2 {
 			printMemory(out, res.Memory)
@@ -128,6 +137,12 @@ func printMemory(w io.Writer, mem []loadtest.MemSample) {
 	fmt.Fprint(w, "     rss MiB:")
 	for _, m := range mem {
 		fmt.Fprintf(w, " %s=%.0f", m.At.Round(time.Second), float64(m.RSS)/(1<<20))
+	}
+	fmt.Fprintln(w)
+	peak := slices.MaxFunc(mem, func(a, b loadtest.MemSample) int { return cmp.Compare(a.RSS, b.RSS) })
+	fmt.Fprintf(w, "     rss peak %.0f MiB at %s", float64(peak.RSS)/(1<<20), peak.At.Round(time.Second))
+	if g, from, ok := loadtest.Growth(mem, 2*time.Minute); ok {
+		fmt.Fprintf(w, "; growth over the last two minutes (from %s): %+.1f MiB", from.Round(time.Second), float64(g)/(1<<20))
 	}
 	fmt.Fprintln(w)
 }

@@ -63,6 +63,10 @@ type Config struct {
 	Stderr io.Writer
 	// Args are extra flags of `rcwatch run`.
 	Args []string
+	// Env is extra environment of `rcwatch run` (KEY=value), e.g.
+	// GOMEMLIMIT=300MiB or GODEBUG=gctrace=1; the bench's own runtime is
+	// not affected.
+	Env []string
 	// DumpOnStall: when a stall passes this, the process is sent SIGQUIT
 	// (Go prints every goroutine's stack to Stderr) and the run ends with an
 	// error; for diagnosis (0: off).
@@ -81,8 +85,45 @@ type Result struct {
 	Stalls    []time.Duration
 	// StallStates describes the rules consumer when each stall passed the threshold.
 	StallStates []string
-	CPU         time.Duration // CPU time of the process from the first stored event to the end
-	Memory      []MemSample
+	// StallDetails tells, for each stall, what moved while the ack floor
+	// stood still (see Stall).
+	StallDetails []Stall
+	CPU          time.Duration // CPU time of the process from the first stored event to the end
+	Memory       []MemSample
+}
+
+// Stall is what the harness saw while the rules consumer's ack floor stood
+// still with events waiting: whether ingest stored, whether the server
+// delivered, whether the evaluator handled (its own counter), whether the
+// process ran at all (its CPU time), how slow the harness's own requests
+// to the server were, and the machine's load. Together they tell a client
+// that waits (nothing delivered, CPU idle) from a server that does not
+// answer (slow requests, nothing stored either) from a starved process.
+type Stall struct {
+	Wall        time.Time     // when the floor last moved before the stall
+	SinceStart  time.Duration // the same, since `rcwatch run` was started (gctrace's clock)
+	Dur         time.Duration
+	Floor       uint64 // the ack floor that stood still
+	Stored      uint64 // events stored during the stall
+	Delivered   uint64 // events the server delivered to the rules consumer during it
+	Handled     int64  // messages the evaluator finished during it (-1: unknown)
+	AckPending  [2]int // lowest and highest acknowledgements pending seen
+	Waiting     [2]int // lowest and highest waiting pull requests seen
+	CPU         time.Duration
+	SlowestPoll time.Duration // slowest stream+consumer info round trip of the harness
+	Load        string        // /proc/loadavg at the end
+}
+
+func (s Stall) String() string {
+	h := "?"
+	if s.Handled >= 0 {
+		h = strconv.FormatInt(s.Handled, 10)
+	}
+	return fmt.Sprintf("%.2fs from %s (process +%.1fs): floor %d; meanwhile stored +%d, delivered +%d, handled +%s, "+
+		"ack pending %d–%d, waiting pulls %d–%d, process CPU %v, slowest harness poll %v, load %s",
+		s.Dur.Seconds(), s.Wall.UTC().Format("15:04:05.000"), s.SinceStart.Seconds(), s.Floor, s.Stored, s.Delivered, h,
+		s.AckPending[0], s.AckPending[1], s.Waiting[0], s.Waiting[1], s.CPU.Round(time.Millisecond),
+		s.SlowestPoll.Round(time.Millisecond), s.Load)
 }
 
 // MemSample is the process's resident memory at a time after the first stored event.
@@ -229,8 +270,13 @@ func pipelineRun(ctx context.Context, cfg Config, dir, url string, replay *inges
 	if err != nil {
 		return err
 	}
+	opsPort, err := pipeline.FreePort()
+	if err != nil {
+		return err
+	}
+	ops := fmt.Sprintf("127.0.0.1:%d", opsPort)
 	args := []string{"run", "--data-dir", filepath.Join(dir, "data"), "--nats-port", strconv.Itoa(port),
-		"--source", url, "--enrich=false", "--ops-addr", "", "--log-format", "json", "--log-level", "warn"}
+		"--source", url, "--enrich=false", "--ops-addr", ops, "--log-format", "json", "--log-level", "warn"}
 	if cfg.Workers > 0 {
 		args = append(args, "--workers", strconv.Itoa(cfg.Workers))
 	}
@@ -244,6 +290,8 @@ func pipelineRun(ctx context.Context, cfg Config, dir, url string, replay *inges
 	args = append(args, cfg.Args...)
 	cmd := exec.Command(cfg.Binary, args...)
 	cmd.Stdout, cmd.Stderr = cfg.Stderr, cfg.Stderr
+	cmd.Env = append(os.Environ(), cfg.Env...)
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s run: %w", cfg.Binary, err)
 	}
@@ -256,7 +304,8 @@ func pipelineRun(ctx context.Context, cfg Config, dir, url string, replay *inges
 		return err
 	}
 	defer nc.Close()
-	return sample(ctx, cfg, js, cmd.Process.Pid, replay, exited, res)
+	p := probe{js: js, pid: cmd.Process.Pid, started: started, metricsURL: "http://" + ops + "/metrics"}
+	return sample(ctx, cfg, p, replay, exited, res)
 }
 
 func connect(ctx context.Context, port int, exited <-chan error) (*nats.Conn, jetstream.JetStream, error) {
@@ -281,8 +330,97 @@ func connect(ctx context.Context, port int, exited <-chan error) (*nats.Conn, je
 	}
 }
 
+// probe is how the harness looks at the running process.
+type probe struct {
+	js         jetstream.JetStream
+	pid        int
+	started    time.Time
+	metricsURL string
+}
+
+// handled is the evaluator's own count of finished messages (its
+// rcwatch_stage_messages_total), or -1 when the metrics cannot be read.
+func (p probe) handled(ctx context.Context) int64 {
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ictx, http.MethodGet, p.metricsURL, nil)
+	if err != nil {
+		return -1
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return -1
+	}
+	return sumCounter(b, "rcwatch_stage_messages_total", `stage="rules"`)
+}
+
+// sumCounter adds the values of metric's samples whose labels contain
+// label, in the Prometheus text format.
+func sumCounter(text []byte, metric, label string) int64 {
+	var n float64
+	for _, line := range strings.Split(string(text), "\n") {
+		if !strings.HasPrefix(line, metric+"{") || !strings.Contains(line, label) {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			n += v
+		}
+	}
+	return int64(n)
+}
+
+// stallWatch follows one stand-still of the ack floor.
+type stallWatch struct {
+	st        Stall
+	seq0      uint64
+	delivered uint64
+	cpu0      time.Duration
+	handled0  int64
+	probed    bool // handled0 read
+}
+
+// LoadAvg is the machine's load average over 1, 5 and 15 minutes (Linux /proc).
+func LoadAvg() string { return loadAvg() }
+
+// Growth is the change of resident memory over the last window of the
+// samples: the last sample minus the first sample at or after (end −
+// window). ok is false when the samples do not cover the window.
+func Growth(mem []MemSample, window time.Duration) (growth int64, from time.Duration, ok bool) {
+	if len(mem) < 2 {
+		return 0, 0, false
+	}
+	last := mem[len(mem)-1]
+	if last.At < window {
+		return 0, 0, false
+	}
+	for _, m := range mem {
+		if m.At >= last.At-window {
+			return last.RSS - m.RSS, m.At, true
+		}
+	}
+	return 0, 0, false
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
 // sample polls until everything served is stored and evaluated.
-func sample(ctx context.Context, cfg Config, js jetstream.JetStream, pid int, replay *ingest.Replay, exited <-chan error, res *Result) error {
+func sample(ctx context.Context, cfg Config, p probe, replay *ingest.Replay, exited <-chan error, res *Result) error {
 	t := time.NewTicker(cfg.Poll)
 	defer t.Stop()
 	var (
@@ -291,7 +429,14 @@ func sample(ctx context.Context, cfg Config, js jetstream.JetStream, pid int, re
 		lastAdvance        time.Time
 		cpu0               time.Duration
 		nextMem            time.Time
+		sw                 stallWatch
 	)
+	newWatch := func(now time.Time, ci *jetstream.ConsumerInfo) {
+		cpu, _ := processCPU(p.pid)
+		sw = stallWatch{st: Stall{Wall: now, SinceStart: now.Sub(p.started), Floor: ci.AckFloor.Stream,
+			AckPending: [2]int{ci.NumAckPending, ci.NumAckPending}, Waiting: [2]int{ci.NumWaiting, ci.NumWaiting}},
+			seq0: lastSeq, delivered: ci.Delivered.Stream, cpu0: cpu, handled0: -1}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -301,43 +446,72 @@ func sample(ctx context.Context, cfg Config, js jetstream.JetStream, pid int, re
 		case <-t.C:
 		}
 		now := time.Now()
-		seq, err := streamLastSeq(ctx, js)
+		seq, err := streamLastSeq(ctx, p.js)
 		if err != nil || seq == 0 {
 			continue
 		}
 		if t0.IsZero() {
 			t0, lastAdvance, nextMem = now, now, now
-			cpu0, _ = processCPU(pid)
+			cpu0, _ = processCPU(p.pid)
 		}
 		if seq != lastSeq {
 			lastSeq, tStored = seq, now
 		}
-		ci, err := consumerInfo(ctx, js)
+		ci, err := consumerInfo(ctx, p.js)
 		if err != nil {
 			continue
 		}
+		if sw.st.Wall.IsZero() {
+			newWatch(now, ci)
+		}
+		sw.st.SlowestPoll = max(sw.st.SlowestPoll, time.Since(now))
+		sw.st.AckPending = [2]int{min(sw.st.AckPending[0], ci.NumAckPending), max(sw.st.AckPending[1], ci.NumAckPending)}
+		sw.st.Waiting = [2]int{min(sw.st.Waiting[0], ci.NumWaiting), max(sw.st.Waiting[1], ci.NumWaiting)}
 		floor := ci.AckFloor.Stream
 		if cfg.DumpOnStall > 0 && floor == ackFloor && floor < lastSeq && now.Sub(lastAdvance) > cfg.DumpOnStall {
-			if p, err := os.FindProcess(pid); err == nil {
+			if p, err := os.FindProcess(p.pid); err == nil {
 				_ = p.Signal(syscall.SIGQUIT)
 			}
 			return fmt.Errorf("stalled %v (ack floor %d of %d, ack pending %d, waiting pulls %d): goroutines dumped",
 				now.Sub(lastAdvance), floor, lastSeq, ci.NumAckPending, ci.NumWaiting)
 		}
+		if floor == ackFloor && floor < lastSeq && now.Sub(lastAdvance) > cfg.Stall/2 && !sw.probed {
+			// A stall may be coming: read the evaluator's count now, to
+			// tell after it whether it went on handling.
+			sw.handled0, sw.probed = p.handled(ctx), true
+		}
 		if floor == ackFloor && floor < lastSeq && now.Sub(lastAdvance) > cfg.Stall && len(res.StallStates) == len(res.Stalls) {
 			res.StallStates = append(res.StallStates, fmt.Sprintf("ack floor %d of %d, pending %d, ack pending %d, waiting pulls %d, redelivered %d",
 				floor, lastSeq, ci.NumPending, ci.NumAckPending, ci.NumWaiting, ci.NumRedelivered))
 		}
+		stallEnds := func(gap time.Duration) {
+			res.Stalls = append(res.Stalls, gap)
+			st := sw.st
+			st.Dur = gap
+			st.Stored = lastSeq - sw.seq0
+			st.Delivered = ci.Delivered.Stream - sw.delivered
+			st.Handled = -1
+			if h := p.handled(ctx); h >= 0 && sw.handled0 >= 0 {
+				st.Handled = h - sw.handled0
+			}
+			if cpu, err := processCPU(p.pid); err == nil {
+				st.CPU = cpu - sw.cpu0
+			}
+			st.Load = loadAvg()
+			res.StallDetails = append(res.StallDetails, st)
+		}
 		if floor != ackFloor {
 			if gap := now.Sub(lastAdvance); gap > cfg.Stall {
-				res.Stalls = append(res.Stalls, gap)
+				stallEnds(gap)
 			}
 			ackFloor, lastAdvance, tEval = floor, now, now
+			newWatch(now, ci)
 		} else if floor >= lastSeq {
 			lastAdvance = now // nothing waits: not a stall
+			newWatch(now, ci)
 		}
 		if !now.Before(nextMem) {
-			if rss, err := processRSS(pid); err == nil {
+			if rss, err := processRSS(p.pid); err == nil {
 				res.Memory = append(res.Memory, MemSample{At: now.Sub(t0), RSS: rss})
 			}
 			nextMem = now.Add(cfg.MemEvery)
@@ -346,15 +520,15 @@ func sample(ctx context.Context, cfg Config, js jetstream.JetStream, pid int, re
 		// Done: everything served, the stored count still for a while, all of it evaluated.
 		if served >= int64(cfg.N) && ackFloor >= lastSeq && now.Sub(tStored) > 500*time.Millisecond {
 			if gap := now.Sub(lastAdvance); gap > cfg.Stall && ackFloor < lastSeq {
-				res.Stalls = append(res.Stalls, gap)
+				stallEnds(gap)
 			}
-			cpu1, _ := processCPU(pid)
+			cpu1, _ := processCPU(p.pid)
 			res.Served, res.Stored = int(served), int(lastSeq)
 			res.StoreTime, res.EvalTime = tStored.Sub(t0), tEval.Sub(t0)
 			res.StoredPS = float64(lastSeq) / max(res.StoreTime.Seconds(), cfg.Poll.Seconds())
 			res.EvalPS = float64(lastSeq) / max(res.EvalTime.Seconds(), cfg.Poll.Seconds())
 			res.CPU = cpu1 - cpu0
-			if rss, err := processRSS(pid); err == nil {
+			if rss, err := processRSS(p.pid); err == nil {
 				res.Memory = append(res.Memory, MemSample{At: now.Sub(t0), RSS: rss})
 			}
 			return nil
