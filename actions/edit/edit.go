@@ -78,7 +78,11 @@ type Audit struct {
 	NewRevID  int64     `json:"new_revid,omitempty"`
 	WikiTime  time.Time `json:"wiki_timestamp,omitzero"`
 	Slot      time.Time `json:"slot,omitzero"`
-	At        time.Time `json:"at"`
+	// Started is when the worker began the operation (its delivery), Sent
+	// when the write went to the wiki; with Slot and At they time its steps.
+	Started time.Time `json:"started,omitzero"`
+	Sent    time.Time `json:"sent,omitzero"`
+	At      time.Time `json:"at"`
 }
 
 const maxAuditText = 64 << 10

@@ -16,7 +16,24 @@ type metrics struct {
 	retries  *prometheus.CounterVec
 	conflict *prometheus.CounterVec
 	login    *prometheus.GaugeVec
+	steps    *prometheus.HistogramVec
 }
+
+// Steps of an operation (the step label of rcwatch_edit_step_seconds), in
+// order: the checks that need no claim (configuration, age, done key), the
+// claim and the memory of earlier operations, deciding on the page as it is
+// (its read, and the read of the kill switch and talk page begun in check),
+// preparing the write (revert memory, token, budget slot and its wait, the
+// stop conditions again), the write itself (the wiki's answer), and
+// recording it (KV and the audit record).
+const (
+	stepCheck   = "check"
+	stepClaim   = "claim"
+	stepDecide  = "decide"
+	stepPrepare = "prepare"
+	stepWrite   = "write"
+	stepRecord  = "record"
+)
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -40,9 +57,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Operations decided again after an edit conflict."}, []string{"wiki", "op"}),
 		login: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rcwatch_edit_login_stopped",
 			Help: "1 while editing on the wiki is stopped because its logins failed repeatedly (fix the credentials and restart)."}, []string{"wiki"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rcwatch_edit_step_seconds",
+			Help:    "Time an operation spent in each step (check, claim, decide, prepare, write, record), for the steps it reached.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 1.6, 22)}, []string{"op", "step"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.edits, m.dry, m.skipped, m.errors, m.rate, m.wait, m.retries, m.conflict, m.login} {
+		for _, c := range []prometheus.Collector{m.edits, m.dry, m.skipped, m.errors, m.rate, m.wait, m.retries, m.conflict, m.login, m.steps} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering edit metrics: %w", err)
 			}

@@ -23,6 +23,11 @@ type opRun struct {
 	log   zerolog.Logger
 	msg   jetstream.Msg
 	audit Audit
+	// mark is when the current step began (rcwatch_edit_step_seconds).
+	mark time.Time
+	// stops answers the read of the wiki's stop conditions (kill switch,
+	// talk page) that check began (guard.checkAsync).
+	stops func() (reason, detail string, err error)
 }
 
 // memory is the KV record of an earlier operation on the same page (and
@@ -33,11 +38,19 @@ type memory struct {
 	rev uint64 // 0: no record
 }
 
-func (w *Worker) newOpRun(msg jetstream.Msg, a *event.Alert, op string) *opRun {
-	return &opRun{w: w, a: a, op: op, msg: msg,
+func (w *Worker) newOpRun(msg jetstream.Msg, a *event.Alert, op string, now time.Time) *opRun {
+	return &opRun{w: w, a: a, op: op, msg: msg, mark: now,
 		log: w.log.With().Str("alert", a.ID).Str("wiki", a.Event.Wiki).Str("op", op).Str("title", a.Event.Title).Logger(),
 		audit: Audit{AlertID: a.ID, Wiki: a.Event.Wiki, Rule: a.Rule.ID, Operation: op, Title: a.Event.Title,
-			User: a.Event.User, DryRun: !w.cfg.Live}}
+			User: a.Event.User, DryRun: !w.cfg.Live, Started: now.UTC()}}
+}
+
+// step ends the current step, observing its time as name, and begins the
+// next one.
+func (r *opRun) step(name string) {
+	now := r.w.now()
+	r.w.m.steps.WithLabelValues(r.op, name).Observe(max(now.Sub(r.mark), 0).Seconds())
+	r.mark = now
 }
 
 // handleOp carries one operation of an alert through its steps: the checks
@@ -46,8 +59,10 @@ func (w *Worker) newOpRun(msg jetstream.Msg, a *event.Alert, op string) *opRun {
 // after an edit conflict.
 func (w *Worker) handleOp(ctx context.Context, msg jetstream.Msg, a *event.Alert, op string) error {
 	now := w.now()
-	r := w.newOpRun(msg, a, op)
-	if stop, err := r.check(ctx, now); stop {
+	r := w.newOpRun(msg, a, op, now)
+	stop, err := r.check(ctx, now)
+	r.step(stepCheck)
+	if stop {
 		return err
 	}
 	if !w.cfg.Live {
@@ -64,6 +79,7 @@ func (w *Worker) handleOp(ctx context.Context, msg jetstream.Msg, a *event.Alert
 		}
 	}()
 	mem, stop, err := r.recall(ctx, now)
+	r.step(stepClaim)
 	if stop {
 		return err
 	}
@@ -83,9 +99,10 @@ func (w *Worker) handleOp(ctx context.Context, msg jetstream.Msg, a *event.Alert
 func (r *opRun) doneKey() string { return "edit.done." + hash(r.a.ID, r.op) }
 
 // check runs what needs no claim: the wiki is configured and the operation
-// enabled on it, the alert is fresh, the operation was not done before
-// (live), and the wiki's stop conditions allow editing. stop is true when
-// the operation ends here, with err the handler's answer.
+// enabled on it, the alert is fresh, and the operation was not done before
+// (live). It starts reading the wiki's stop conditions, which the operation
+// awaits once it has read the page (awaitStops), before deciding anything.
+// stop is true when the operation ends here, with err the handler's answer.
 func (r *opRun) check(ctx context.Context, now time.Time) (stop bool, err error) {
 	w, a, op := r.w, r.a, r.op
 	ws, err := w.wiki(a.Event.Wiki)
@@ -105,6 +122,7 @@ func (r *opRun) check(ctx context.Context, now time.Time) (stop bool, err error)
 	if e := ws.loginStopped.Load(); e != nil {
 		return true, r.loginWait(errors.New(*e))
 	}
+	r.stops = ws.guard.checkAsync(ctx, ws.client, now)
 	if w.cfg.Live {
 		if e, err := w.kv.Get(ctx, r.doneKey()); err == nil {
 			return true, r.skip(ctx, SkipAlreadyDone, "done before: "+string(e.Value()))
@@ -112,9 +130,18 @@ func (r *opRun) check(ctx context.Context, now time.Time) (stop bool, err error)
 			return true, r.fail(ctx, "kv", fmt.Errorf("reading %s: %w", r.doneKey(), err))
 		}
 	}
-	if reason, detail, err := ws.guard.check(ctx, ws.client, now); err != nil {
+	return false, nil
+}
+
+// awaitStops waits for the stop conditions check began reading: a stopped
+// wiki skips the operation with the stop's reason, whatever the page said.
+// stop is true when the operation ends here, with err the handler's answer.
+func (r *opRun) awaitStops(ctx context.Context) (stop bool, err error) {
+	reason, detail, err := r.stops()
+	if err != nil {
 		return true, r.fail(ctx, "", err)
-	} else if reason != "" {
+	}
+	if reason != "" {
 		return true, r.skip(ctx, reason, detail)
 	}
 	return false, nil
@@ -180,6 +207,10 @@ func (r *opRun) recall(ctx context.Context, now time.Time) (mem memory, stop boo
 // claim must expire before another attempt.
 func (r *opRun) attempt(ctx context.Context, now time.Time, mem *memory) (conflict, keepClaim bool, err error) {
 	d, err := r.decide(ctx, now)
+	r.step(stepDecide)
+	if stop, serr := r.awaitStops(ctx); stop {
+		return false, false, serr
+	}
 	if err != nil {
 		return false, false, r.fail(ctx, "", err)
 	}
@@ -245,12 +276,15 @@ func (r *opRun) done(ctx context.Context, p *plan, res applied, mem *memory) {
 			_, _ = pipeline.KVPutTTL(dctx, w.js, w.kv, mem.key, rec, mem.ttl, e.Revision())
 		}
 	}
-	r.audit.Result, r.audit.NewRevID, r.audit.WikiTime, r.audit.Slot, r.audit.At = "edited", res.revID, res.wikiTime, res.slot, w.now().UTC()
+	r.audit.Result, r.audit.NewRevID, r.audit.WikiTime, r.audit.Slot, r.audit.Sent, r.audit.At = "edited", res.revID, res.wikiTime, res.slot, res.sentAt.UTC(), w.now().UTC()
 	w.m.edits.WithLabelValues(ws.name, r.op).Inc()
 	r.log.Info().Int64("revid", res.revID).Str("slot", res.slot.UTC().Format(time.RFC3339Nano)).
 		Str("sent_at", res.sentAt.UTC().Format(time.RFC3339Nano)).Str("wiki_timestamp", res.wikiTime.UTC().Format(time.RFC3339)).
 		Str("method", p.Method).Int64("base_revid", p.BaseRevID).Str("summary", p.Summary).Msg("edit made")
-	r.publish(dctx)
+	// The edit is made and its done key stored: a redelivery would only
+	// find it done, so the record is retried here and a failure logged.
+	_ = r.publish(dctx)
+	r.step(stepRecord)
 }
 
 func (r *opRun) decide(ctx context.Context, now time.Time) (decision, error) {
@@ -301,6 +335,10 @@ func (r *opRun) fillAudit(p *plan) {
 
 func (r *opRun) dryRun(ctx context.Context, now time.Time) error {
 	d, err := r.decide(ctx, now)
+	r.step(stepDecide)
+	if stop, serr := r.awaitStops(ctx); stop {
+		return serr
+	}
 	if err != nil {
 		return r.fail(ctx, "", err)
 	}
@@ -312,6 +350,9 @@ func (r *opRun) dryRun(ctx context.Context, now time.Time) error {
 	r.w.m.dry.WithLabelValues(r.ws.name, r.op).Inc()
 	r.log.Info().Str("method", d.plan.Method).Int64("base_revid", d.plan.BaseRevID).Str("summary", d.plan.Summary).
 		Str("added", d.plan.Added).Str("diff", d.plan.Diff).Msg("dry-run: would edit")
-	r.publish(ctx)
+	if err := r.publish(ctx); err != nil {
+		return err
+	}
+	r.step(stepRecord)
 	return nil
 }

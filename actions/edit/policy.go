@@ -250,6 +250,34 @@ func (g *guard) check(ctx context.Context, c *mediawiki.Client, now time.Time) (
 	return reason, detail, nil
 }
 
+// checkAsync starts check and returns the wait for its answer, so the stop
+// conditions are read while the operation reads the page. A last check
+// still fresh at now answers at once, without a read.
+func (g *guard) checkAsync(ctx context.Context, c *mediawiki.Client, now time.Time) (wait func() (string, string, error)) {
+	g.mu.Lock()
+	if !g.checked.IsZero() && now.Sub(g.checked) < g.interval {
+		reason, detail := g.reason, g.detail
+		g.mu.Unlock()
+		return func() (string, string, error) { return reason, detail, nil }
+	}
+	g.mu.Unlock()
+	type answer struct {
+		reason, detail string
+		err            error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		reason, detail, err := g.check(ctx, c, now)
+		ch <- answer{reason, detail, err}
+	}()
+	var once sync.Once
+	var a answer
+	return func() (string, string, error) {
+		once.Do(func() { a = <-ch })
+		return a.reason, a.detail, a.err
+	}
+}
+
 func (g *guard) read(ctx context.Context, c *mediawiki.Client, now time.Time) (string, string, error) {
 	p, err := c.PageText(ctx, g.cfg.KillSwitchPage)
 	switch {

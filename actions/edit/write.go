@@ -62,9 +62,10 @@ func (r *opRun) apply(ctx context.Context, p *plan) (applied, error) {
 	if w.beforeEdit != nil {
 		w.beforeEdit(r.op, p.Title)
 	}
-	sent := w.now()
-	out := applied{slot: slot, sentAt: sent}
+	r.step(stepPrepare)
+	out := applied{slot: slot, sentAt: r.mark}
 	defer func() {
+		r.step(stepWrite)
 		// A failed write may have been made (its answer lost): its time is
 		// recorded as the wiki's.
 		if err := ws.budget.endWrite(context.WithoutCancel(ctx), slot, out.wikiTime, w.now()); err != nil {
@@ -276,23 +277,41 @@ func (r *opRun) skip(ctx context.Context, reason, detail string) error {
 	r.w.m.skipped.WithLabelValues(wiki, r.op, reason).Inc()
 	r.log.Info().Str("reason", reason).Str("detail", detail).Msg("edit skipped")
 	r.audit.Result, r.audit.Reason, r.audit.Detail, r.audit.At = "skipped", reason, detail, r.w.now().UTC()
-	r.publish(ctx)
-	return nil
+	return r.publish(ctx)
 }
 
-// publish sends the audit record (deduplicated per alert, operation and
-// result); a failure is logged, never fatal.
-func (r *opRun) publish(ctx context.Context) {
+// publish stores the audit record (deduplicated per alert, operation and
+// result), the stage's result: an alert leaves the stage only once it is
+// stored. While NATS cannot store it (a cluster electing a leader, a full
+// disk) it retries with capped, jittered backoff for up to 30 s, then
+// returns the error so that the alert is redelivered (a redelivery stores
+// the same record once, by its message id).
+func (r *opRun) publish(ctx context.Context) error {
 	b, err := json.Marshal(r.audit)
 	if err != nil {
-		return
+		return pipeline.Invalid("audit", fmt.Errorf("encoding the audit record: %w", err))
 	}
 	m := nats.NewMsg(pipeline.AuditSubject("edit", r.a.Event.Wiki))
 	m.Data = b
 	m.Header.Set(jetstream.MsgIDHeader, "edit/"+hash(r.a.ID, r.op, r.audit.Result, r.audit.Reason))
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if _, err := r.w.js.PublishMsg(pctx, m); err != nil {
-		r.log.Warn().Err(err).Msg("publishing the audit record failed")
+	wait := 50 * time.Millisecond
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := r.w.js.PublishMsg(pctx, m)
+		pcancel()
+		if err == nil {
+			return nil
+		}
+		wait = min(2*wait, 2*time.Second)
+		t := time.NewTimer(wait/2 + rand.N(wait/2+1)) //nolint:gosec // jitter
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			r.log.Error().Err(err).Msg("storing the audit record failed; the alert will be redelivered")
+			return pipeline.Retry(fmt.Errorf("storing the audit record: %w", err), time.Second)
+		case <-t.C:
+		}
 	}
 }
