@@ -2,11 +2,13 @@ package enrich
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rcwatch/rcwatch/event"
@@ -49,34 +51,24 @@ func (e *Enricher) editTime(ctx context.Context, c *mediawiki.Client, api string
 	if ev.Revision.New != nil {
 		newID = *ev.Revision.New
 	}
+	// The requests are independent: they go out together (the client's
+	// concurrency and rate limits still apply), each filling its own fields.
+	var wg sync.WaitGroup
+	var created, reverts, ipEdits, warns error
 	if ev.Title != "" {
-		created, err := e.pageCreated(ctx, c, api, ev)
-		if err != nil {
-			return err
-		}
-		out.PageCreated = created
-		reverts, err := e.recentReverts(ctx, c, ev, at, newID)
-		if err != nil {
-			return err
-		}
-		out.PageRecentReverts = reverts
+		wg.Go(func() { out.PageCreated, created = e.pageCreated(ctx, c, api, ev) })
+		wg.Go(func() { out.PageRecentReverts, reverts = e.recentReverts(ctx, c, ev, at, newID) })
 	}
 	switch ev.UserType() {
 	case "":
-		return nil
+		wg.Wait()
+		return errors.Join(created, reverts)
 	case "ip":
-		n, err := e.ipEdits(ctx, c, ev, at, newID)
-		if err != nil {
-			return err
-		}
-		out.IPEditsBefore = n
+		wg.Go(func() { out.IPEditsBefore, ipEdits = e.ipEdits(ctx, c, ev, at, newID) })
 	}
-	n, level, err := e.warnings(ctx, c, api, ev, at)
-	if err != nil {
-		return err
-	}
-	out.UserWarnings, out.UserWarnLevel = n, level
-	return nil
+	wg.Go(func() { out.UserWarnings, out.UserWarnLevel, warns = e.warnings(ctx, c, api, ev, at) })
+	wg.Wait()
+	return errors.Join(created, reverts, ipEdits, warns)
 }
 
 type revInfo struct {

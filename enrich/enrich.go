@@ -42,7 +42,10 @@ type Config struct {
 	CacheBytes int
 	CacheTTL   time.Duration
 	// PerWikiConcurrency bounds requests in flight per wiki (default 2);
-	// PerWikiRate bounds requests per second per wiki (default 10).
+	// PerWikiRate bounds requests per second per wiki (default 10), with a
+	// burst of one event's requests (eventRequests, or the concurrency if
+	// higher): an event after a quiet spell is not held back by the bucket,
+	// and the sustained rate is unchanged.
 	PerWikiConcurrency int
 	PerWikiRate        float64
 	// MaxLag is sent as maxlag (default 5).
@@ -158,6 +161,11 @@ func DefaultAPIURL(ev *event.RecentChange) string {
 	return strings.TrimRight(ev.ServerURL, "/") + sp + "/api.php"
 }
 
+// eventRequests is the most requests one event's enrichment makes: the
+// texts, the user, and the edit-time context (page creation, page history,
+// talk page; an IP's contributions instead of the user).
+const eventRequests = 5
+
 // client returns the wiki's client, creating it on first use.
 func (e *Enricher) client(api string) (*mediawiki.Client, error) {
 	e.mu.Lock()
@@ -167,7 +175,7 @@ func (e *Enricher) client(api string) (*mediawiki.Client, error) {
 	}
 	cfg := mediawiki.Config{
 		APIURL: api, UserAgent: e.cfg.UserAgent, MaxLag: e.cfg.MaxLag,
-		RatePerSecond: e.cfg.PerWikiRate, Burst: e.cfg.PerWikiConcurrency, MaxConcurrent: e.cfg.PerWikiConcurrency,
+		RatePerSecond: e.cfg.PerWikiRate, Burst: max(e.cfg.PerWikiConcurrency, eventRequests), MaxConcurrent: e.cfg.PerWikiConcurrency,
 		MaxRetries: e.cfg.MaxRetries, MaxWait: e.cfg.MaxWait, Metrics: e.mwm, Now: e.now,
 	}
 	if e.cfg.NewClientConfig != nil {
