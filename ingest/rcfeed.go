@@ -68,6 +68,7 @@ type RCFeed struct {
 	mu     sync.Mutex
 	ring   [][]byte    // ring[off % len] holds the event at offset off
 	times  []time.Time // meta.dt of each, for ?since=
+	recv   []int64     // when each datagram arrived (unix ns), for rcwatch_rcfeed_delay_seconds
 	next   int64       // offset of the next event
 	wake   chan struct{}
 	closed bool
@@ -77,6 +78,7 @@ type rcfeedMetrics struct {
 	received, resumeGaps prometheus.Counter
 	rejected             *prometheus.CounterVec
 	buffered, clients    prometheus.Gauge
+	delay                prometheus.Histogram
 }
 
 // NewRCFeed builds the adapter; its metrics are registered on reg.
@@ -107,14 +109,17 @@ func NewRCFeed(cfg RCFeedConfig, reg prometheus.Registerer, log zerolog.Logger) 
 			Help: "Events held in the ring for Last-Event-ID resumes."}),
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rcwatch_rcfeed_clients",
 			Help: "SSE clients connected."}),
+		delay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rcwatch_rcfeed_delay_seconds",
+			Help:    "From a datagram's arrival to its event's flush to an SSE client (events that arrived while the client was connected).",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)}),
 	}
-	for _, c := range []prometheus.Collector{m.received, m.rejected, m.resumeGaps, m.buffered, m.clients} {
+	for _, c := range []prometheus.Collector{m.received, m.rejected, m.resumeGaps, m.buffered, m.clients, m.delay} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering RC feed metrics: %w", err)
 		}
 	}
 	return &RCFeed{cfg: cfg, log: log, m: m, ring: make([][]byte, cfg.Buffer), times: make([]time.Time, cfg.Buffer),
-		wake: make(chan struct{})}, nil
+		recv: make([]int64, cfg.Buffer), wake: make(chan struct{})}, nil
 }
 
 // Topic is the topic of the SSE ids.
@@ -185,6 +190,7 @@ var (
 // Add converts one datagram and appends the event to the ring, waking the
 // SSE clients. It returns the event's offset.
 func (f *RCFeed) Add(datagram []byte) (int64, error) {
+	recv := f.cfg.Now().UnixNano()
 	ev, dt, err := f.convert(datagram)
 	if err != nil {
 		return 0, err
@@ -193,6 +199,7 @@ func (f *RCFeed) Add(datagram []byte) (int64, error) {
 	off := f.next
 	f.ring[off%int64(len(f.ring))] = ev
 	f.times[off%int64(len(f.ring))] = dt
+	f.recv[off%int64(len(f.ring))] = recv
 	f.next++
 	wake := f.wake
 	f.wake = make(chan struct{})
@@ -391,10 +398,11 @@ func (f *RCFeed) Close() {
 	}
 }
 
-// since returns the events from offset off on (at most max), the offset
-// after them, the channel closed when more arrive, the number of events
-// skipped because they left the ring, and whether the feed is closed.
-func (f *RCFeed) since(off int64, max int) (evs [][]byte, next int64, wake chan struct{}, gap int64, closed bool) {
+// since returns the events from offset off on (at most max) and when each
+// arrived, the offset after them, the channel closed when more arrive, the
+// number of events skipped because they left the ring, and whether the feed
+// is closed.
+func (f *RCFeed) since(off int64, max int) (evs [][]byte, recv []int64, next int64, wake chan struct{}, gap int64, closed bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if oldest := f.next - int64(len(f.ring)); off < oldest {
@@ -405,8 +413,9 @@ func (f *RCFeed) since(off int64, max int) (evs [][]byte, next int64, wake chan 
 	}
 	for ; off < f.next && len(evs) < max; off++ {
 		evs = append(evs, f.ring[off%int64(len(f.ring))])
+		recv = append(recv, f.recv[off%int64(len(f.ring))])
 	}
-	return evs, off, f.wake, gap, f.closed
+	return evs, recv, off, f.wake, gap, f.closed
 }
 
 // offsetOf parses a Last-Event-ID of ours and returns the offset to serve next.
@@ -454,12 +463,13 @@ func (f *RCFeed) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
+	connected := f.cfg.Now().UnixNano()
 	bw, flush, ok := startSSE(w)
 	if !ok {
 		return
 	}
 	for {
-		evs, next, wake, gap, closed := f.since(off, 256)
+		evs, recv, next, wake, gap, closed := f.since(off, 256)
 		if gap > 0 {
 			f.m.resumeGaps.Add(float64(gap))
 			f.log.Warn().Int64("missed", gap).Int64("from", off).Int64("resumed_at", off+gap).
@@ -470,6 +480,12 @@ func (f *RCFeed) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		if len(evs) > 0 && !flush() {
 			return
+		}
+		now := f.cfg.Now().UnixNano()
+		for _, r := range recv {
+			if r >= connected {
+				f.m.delay.Observe(float64(now-r) / float64(time.Second))
+			}
 		}
 		off = next
 		if len(evs) > 0 {
