@@ -18,6 +18,7 @@ import (
 	"github.com/rcwatch/rcwatch/pipeline"
 	"github.com/rcwatch/rcwatch/rules"
 	"github.com/rcwatch/rcwatch/rules/pack"
+	"github.com/rcwatch/rcwatch/rules/quality"
 )
 
 // exitStatus is an error that sets the process exit status (lint: 1 when
@@ -132,24 +133,36 @@ precision–recall curve of vandalism_score.`,
 }
 
 // newRulesQualityCmd estimates each rule's precision and recall from the
-// reverts that recorded events themselves show.
+// reverts that recorded events themselves show, or that the live streams
+// show (--since).
 func newRulesQualityCmd() *cobra.Command {
 	var (
 		events []string
 		within time.Duration
 		asJSON bool
 		boots  int
+		since  time.Duration
+		c      commonFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "quality [FILE|DIR…] --events E.jsonl",
-		Short: "Estimate each rule's precision and recall from the reverts in recorded events",
+		Use:   "quality [FILE|DIR…] --events E.jsonl | --since 24h --nats URL",
+		Short: "Estimate each rule's precision and recall from the reverts in recorded events or in the live streams",
 		Long: `Labels every edit of the recorded events by what happened later in them: reverted within
 --within (an undo naming its revision, a rollback or tool revert of the user's consecutive edits, or
 another revert summary over the page's previous edit) or not. It then backtests the rules (none: the
 default pack) over them: a rule's precision is the share of its alerts that were reverted, its recall
 the share of reverted edits it alerted on. Enrichment is not fetched: rules that need the diff or the
-user only match on what the events hold.`,
+user only match on what the events hold.
+
+With --since (and --nats), it reads instead what the pipeline did over that stretch: the edits in
+RECENTCHANGE and the alerts in ALERTS stored since then, and prints per rule and wiki (wiki "*": all)
+the share of alerted edits later reverted within --within (precision) and the share of reverted
+edits alerted (recall), with 95% Wilson intervals: what the live rcwatch_quality_* counters estimate.
+The streams' retention bounds how far back this can look.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if since > 0 {
+				return streamQuality(cmd, c, since, within, asJSON)
+			}
 			srcs, items, err := backtestInput(args, events)
 			if err != nil {
 				return err
@@ -172,10 +185,90 @@ user only match on what the events hold.`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&events, "events", nil, "JSON-lines file of recorded events (repeatable)")
+	cmd.Flags().Var(ageFlag{&since}, "since", "measure what the pipeline alerted on over this last stretch of the streams (needs --nats)")
+	c.register(cmd.Flags(), "")
 	cmd.Flags().DurationVar(&within, "within", 24*time.Hour, "an edit counts as reverted when the revert came within this time")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().IntVar(&boots, "bootstrap", 1000, "bootstrap resamples for the 95% confidence intervals (0: none)")
 	return cmd
+}
+
+// ageFlag is a duration flag that also takes whole days ("7d").
+type ageFlag struct{ d *time.Duration }
+
+func (a ageFlag) String() string {
+	if a.d == nil {
+		return "0s"
+	}
+	return a.d.String()
+}
+
+func (a ageFlag) Set(s string) error {
+	d, err := parseAge(s)
+	if err != nil {
+		return err
+	}
+	*a.d = d
+	return nil
+}
+
+func (a ageFlag) Type() string { return "duration" }
+
+// streamQuality is rules quality --since: the live alerts of the last
+// stretch of the streams measured against the reverts that followed.
+func streamQuality(cmd *cobra.Command, c commonFlags, since, within time.Duration, asJSON bool) error {
+	ctx := cmd.Context()
+	rt, closeAll, err := setup(ctx, "rules-quality", c, nil)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	from := time.Now().Add(-since)
+	evs, badEvs, err := quality.ReadEdits(ctx, rt.js, from)
+	if err != nil {
+		return err
+	}
+	alerts, badAlerts, err := quality.ReadAlerts(ctx, rt.js, from)
+	if err != nil {
+		return err
+	}
+	rep := quality.Estimates(evs, alerts, within)
+	if asJSON {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return printQuality(cmd.OutOrStdout(), rep, from, within, badEvs+badAlerts)
+}
+
+func printQuality(w io.Writer, rep *quality.Report, from time.Time, within time.Duration, bad int) error {
+	fmt.Fprintf(w, "since %s: %d edits, %d reverted within %s; %d alerts", from.UTC().Format(time.RFC3339), rep.Edits, rep.Reverted, within, rep.Alerts)
+	if rep.Unmatched > 0 {
+		fmt.Fprintf(w, " (%d on edits before the window, left out)", rep.Unmatched)
+	}
+	if bad > 0 {
+		fmt.Fprintf(w, "; %d messages did not decode", bad)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RULE\tWIKI\tALERTED\tREVERTED\tPRECISION\t95% CI\tRECALL\t95% CI")
+	ci := func(iv *quality.Interval) (string, string) {
+		if iv == nil {
+			return "-", ""
+		}
+		return fmt.Sprintf("%.3f", iv.Value), fmt.Sprintf("[%.3f, %.3f]", iv.Low, iv.High)
+	}
+	for _, e := range rep.Estimates {
+		p, pci := ci(e.Precision)
+		r, rci := ci(e.Recall)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", e.Rule, e.Wiki, e.Alerted, e.AlertedReverted, p, pci, r, rci)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nprecision: alerted edits reverted within %s; recall: the wiki's reverted edits the rule alerted on.\n", within)
+	fmt.Fprintf(w, "Edits of the last %s may still be reverted: their precision is a lower bound.\n", within)
+	return nil
 }
 
 // writeScores writes one JSON line per labelled case.
@@ -280,21 +373,54 @@ func printReport(w io.Writer, rep *rules.Report) error {
 }
 
 func newRulesCasesCmd() *cobra.Command {
-	var from string
+	var (
+		from          string
+		since, within time.Duration
+		settle        time.Duration
+		c             commonFlags
+	)
 	cmd := &cobra.Command{
-		Use:   "cases --from cluebot|ores-reverted FILE",
-		Short: "Convert a labelled edit table to offline cases (JSON lines on standard output)",
+		Use:   "cases --from cluebot|ores-reverted FILE | --from stream --since 7d --nats URL",
+		Short: "Convert a labelled edit table, or the stream's own edits, to offline cases (JSON lines on standard output)",
 		Long: `Converts a labelled edit table to offline cases (JSON lines on standard output):
   --from cluebot        the ClueBot NG labelled edit CSV (only its edit-time columns)
   --from ores-reverted  ORES's edit-time feature file (TSV, optionally .bz2): label vandalism
-                        for a reverted edit, good otherwise`,
-		Args: cobra.ExactArgs(1),
+                        for a reverted edit, good otherwise
+  --from stream         the edits RECENTCHANGE stored over the last --since (with --nats):
+                        label vandalism when reverted within --within, good otherwise; edits
+                        newer than --settle before the newest event and not reverted are left
+                        out (a revert may still come). The stream's retention bounds --since.`,
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if from == "stream" {
+				if len(args) > 0 {
+					return errors.New("--from stream reads NATS (--nats, --since), not a file")
+				}
+				if since <= 0 {
+					return errors.New("--from stream needs --since")
+				}
+				ctx := cmd.Context()
+				rt, closeAll, err := setup(ctx, "rules-cases", c, nil)
+				if err != nil {
+					return err
+				}
+				defer closeAll()
+				st, err := rules.WriteStreamCases(ctx, rt.js, time.Now().Add(-since), within, settle, cmd.OutOrStdout())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d cases (%d vandalism: reverted within %s); %d recent edits not yet settled left out; %d events did not decode\n",
+					st.Cases, st.Vandalism, within, st.Unsettled, st.Bad)
+				return nil
+			}
+			if len(args) != 1 {
+				return fmt.Errorf("--from %s needs one FILE", from)
+			}
 			convert := map[string]func(io.Reader) ([]rules.Case, error){
 				"cluebot": rules.CasesFromClueBot, "ores-reverted": rules.CasesFromORES,
 			}[from]
 			if convert == nil {
-				return fmt.Errorf("--from %q: want cluebot or ores-reverted", from)
+				return fmt.Errorf("--from %q: want cluebot, ores-reverted or stream", from)
 			}
 			f, err := os.Open(args[0])
 			if err != nil {
@@ -308,7 +434,11 @@ func newRulesCasesCmd() *cobra.Command {
 			return rules.WriteCases(cmd.OutOrStdout(), cases)
 		},
 	}
-	cmd.Flags().StringVar(&from, "from", "cluebot", "input format: cluebot (the ClueBot NG labelled edit CSV) or ores-reverted (ORES's edit-time feature TSV)")
+	cmd.Flags().StringVar(&from, "from", "cluebot", "input format: cluebot (the ClueBot NG labelled edit CSV), ores-reverted (ORES's edit-time feature TSV) or stream (RECENTCHANGE, labelled by later reverts)")
+	cmd.Flags().Var(ageFlag{&since}, "since", "--from stream: the edits stored over this last stretch")
+	cmd.Flags().DurationVar(&within, "within", 24*time.Hour, "--from stream: an edit is labelled vandalism when reverted within this")
+	cmd.Flags().DurationVar(&settle, "settle", time.Hour, "--from stream: leave out unreverted edits newer than this before the newest event")
+	c.register(cmd.Flags(), "")
 	return cmd
 }
 
