@@ -2,7 +2,7 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: test deps unit bench fuzz build rehearsal e2e e2e-latency
+.PHONY: test deps unit bench fuzz build rehearsal e2e e2e-latency e2e-overload
 
 build:
 	$(GO) build -o bin/rcwatch ./cmd/rcwatch
@@ -50,3 +50,10 @@ e2e: deps
 E2E_LATENCY_EDITS ?= 100
 e2e-latency: deps
 	E2E_LATENCY_EDITS=$(E2E_LATENCY_EDITS) $(GO) test -count=1 -tags e2e -timeout 20m -run TestLatency -v ./internal/e2e
+
+# The whole pipeline under overload (issue 14, docs/BENCHMARKS.md): 80,000
+# events at 2,000/s, a rule matching every Wikidata edit, IRC at 2 lines/s;
+# live marker alerts measure how late a live alert is behind the flood. A
+# measurement, not part of CI; no race detector.
+e2e-overload: deps
+	$(GO) test -count=1 -tags overload -timeout 15m -v ./internal/overload
