@@ -161,11 +161,16 @@ func NewStage(d pipeline.Deps, cfg StageConfig, enricher Enricher) (*Stage, erro
 }
 
 // Ready reports whether rules are loaded (an evaluator with none does
-// nothing) and the consumer is doing its job (pipeline.Runner.Ready:
+// nothing), the self-measurement's bucket is open (when on), and the consumer is doing its job (pipeline.Runner.Ready:
 // running, not stalled, not behind retention, alerts stored).
 func (s *Stage) Ready() error {
 	if len(s.engine.Rules()) == 0 {
 		return errors.New("no rules loaded")
+	}
+	if s.quality != nil {
+		if err := s.quality.Ready(); err != nil {
+			return err
+		}
 	}
 	return s.runner.Ready()
 }
