@@ -43,10 +43,7 @@ func replayEvents(t *testing.T) [][]byte {
 	evs := fixtures.Events(t, "recentchange.editgroups.qs_batch_with_reverts.jsonl")
 	seq, err := os.ReadFile("testdata/enwiki.reverts.jsonl")
 	require.NoError(t, err)
-	for _, line := range splitLines(seq) {
-		evs = append(evs, line)
-	}
-	return evs
+	return append(evs, splitLines(seq)...)
 }
 
 func splitLines(b []byte) [][]byte {
