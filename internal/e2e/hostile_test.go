@@ -255,12 +255,7 @@ networks:
 	}
 	last := items[len(items)-1]
 	// run creates the streams as it starts: read RECENTCHANGE once it exists.
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := js.Stream(ctx, pipeline.StreamRecentChange)
-		return err == nil
-	}, 60*time.Second, 50*time.Millisecond, "rcwatch run never created RECENTCHANGE")
+	natstest.WaitStream(t, js, pipeline.StreamRecentChange, 60*time.Second)
 	require.Eventually(t, func() bool {
 		for _, msg := range natstest.Messages(t, js, pipeline.StreamRecentChange) {
 			if ev, err := event.Decode(msg.Data()); err == nil && ev.Meta.ID == last.metaID {

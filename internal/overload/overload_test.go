@@ -11,7 +11,6 @@
 package overload
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
@@ -154,12 +153,7 @@ networks:
 	js, err := pipeline.JetStream(nc)
 	require.NoError(t, err)
 	// run creates the streams as it starts.
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := js.Stream(ctx, pipeline.StreamAlerts)
-		return err == nil
-	}, 60*time.Second, 50*time.Millisecond, "rcwatch run never created ALERTS")
+	natstest.WaitStream(t, js, pipeline.StreamAlerts, 60*time.Second)
 
 	wantAlerts := floodAlerts + len(markers)
 	natstest.WaitCount(t, js, pipeline.StreamAlerts, wantAlerts, 5*time.Minute)

@@ -212,6 +212,18 @@ func ConsumerInfo(tb testing.TB, js jetstream.JetStream, stream, durable string)
 	return info
 }
 
+// WaitStream waits until stream exists (a process under test creates it as
+// it starts) and fails the test if it does not within timeout.
+func WaitStream(tb testing.TB, js jetstream.JetStream, stream string, timeout time.Duration) {
+	tb.Helper()
+	require.Eventually(tb, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.Stream(ctx, stream)
+		return err == nil
+	}, timeout, 50*time.Millisecond, "stream %s never created", stream)
+}
+
 // WaitConsumerDone waits until stream's consumer durable exists and has
 // nothing pending and nothing waiting for an ack (a stage caught up). With
 // durable "", it waits for every durable consumer of the stream (the
