@@ -214,6 +214,26 @@ func rcOf(t *testing.T, w *mwtest.Wiki, rev int64) mwtest.RC {
 	return mwtest.RC{}
 }
 
+// stepCount is the number of observations of rcwatch_edit_step_seconds{op,step}.
+func stepCount(reg *prometheus.Registry, op, step string) uint64 {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "rcwatch_edit_step_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["op"] == op && labels["step"] == step {
+				return m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
+}
+
 func skippedCount(reg *prometheus.Registry, reason string) float64 {
 	mfs, _ := reg.Gather()
 	total := 0.0
@@ -279,6 +299,12 @@ func testOperations(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	audits := e.awaitAudits(3, 30*time.Second)
 	for _, a := range audits {
 		assert.Equal(t, "edited", a.Result, "%+v", a)
+		// Timed: begun, sent to the wiki, answered, in that order.
+		assert.False(t, a.Started.IsZero() || a.Sent.IsZero(), "%+v", a)
+		assert.False(t, a.Sent.Before(a.Started) || a.At.Before(a.Sent), "%+v", a)
+	}
+	for _, step := range []string{stepCheck, stepClaim, stepDecide, stepPrepare, stepWrite, stepRecord} {
+		assert.Equal(t, uint64(1), stepCount(reg, OpRevert, step), "revert step %s observed once", step)
 	}
 
 	// tag: the template at the top, once.

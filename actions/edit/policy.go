@@ -252,15 +252,17 @@ func (g *guard) check(ctx context.Context, c *mediawiki.Client, now time.Time) (
 
 // checkAsync starts check and returns the wait for its answer, so the stop
 // conditions are read while the operation reads the page. A last check
-// still fresh at now answers at once, without a read.
+// still fresh at now answers at once, without a read; while another
+// operation's read is in flight, the wait is for that read.
 func (g *guard) checkAsync(ctx context.Context, c *mediawiki.Client, now time.Time) (wait func() (string, string, error)) {
-	g.mu.Lock()
-	if !g.checked.IsZero() && now.Sub(g.checked) < g.interval {
-		reason, detail := g.reason, g.detail
+	if g.mu.TryLock() {
+		if !g.checked.IsZero() && now.Sub(g.checked) < g.interval {
+			reason, detail := g.reason, g.detail
+			g.mu.Unlock()
+			return func() (string, string, error) { return reason, detail, nil }
+		}
 		g.mu.Unlock()
-		return func() (string, string, error) { return reason, detail, nil }
 	}
-	g.mu.Unlock()
 	type answer struct {
 		reason, detail string
 		err            error
