@@ -46,7 +46,8 @@ e2e: deps
 	$(GO) test -race -count=1 -tags e2e -timeout 10m ./internal/e2e
 
 # Latency from the wiki's edit to the IRC line and to the revert over
-# E2E_LATENCY_EDITS edits (docs/BENCHMARKS.md); no race detector.
+# E2E_LATENCY_EDITS edits, split into its parts per stage, with the machine's
+# load average (docs/BENCHMARKS.md); no race detector.
 E2E_LATENCY_EDITS ?= 100
 e2e-latency: deps
 	E2E_LATENCY_EDITS=$(E2E_LATENCY_EDITS) $(GO) test -count=1 -tags e2e -timeout 20m -run TestLatency -v ./internal/e2e

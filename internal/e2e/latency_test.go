@@ -130,6 +130,7 @@ func TestLatency(t *testing.T) {
 		}
 	})
 	before, feedBefore := scrapeHist(t, opsMetrics), scrapeHist(t, e.feedOps)
+	loadBefore := loadAvg()
 
 	for i := range n {
 		start := time.Now()
@@ -148,7 +149,13 @@ func TestLatency(t *testing.T) {
 		times[i].start, times[i].saved, times[i].irc = start, saved, l.At
 		mu.Unlock()
 	}
+	// The last revert's record step ends just after its audit record is sent.
+	record := `rcwatch_edit_step_seconds{op="revert",step="record"}`
+	require.Eventually(t, func() bool {
+		return histCount(t, opsMetrics, record)-before[record].count() >= float64(n)
+	}, 30*time.Second, 20*time.Millisecond, "every revert's record step observed")
 	after, feedAfter := scrapeHist(t, opsMetrics), scrapeHist(t, e.feedOps)
+	loadAfter := loadAvg()
 	sseDone()
 	require.Len(t, e.watcher.Messages(patrol), n, "one line per edit")
 
@@ -183,7 +190,9 @@ func TestLatency(t *testing.T) {
 		}
 	}
 
-	t.Logf("%d edits, one after the other, on the local wiki (php -S, 4 workers, SQLite); per edit, from timestamps:", n)
+	t.Logf("%d edits, one after the other, on the local wiki (php -S, 4 workers, SQLite); load average %s before, %s after",
+		n, loadBefore, loadAfter)
+	t.Log("per edit, from timestamps:")
 	part := func(name string, f func(editTimes) time.Duration) {
 		d := make([]time.Duration, n)
 		for i, x := range times {
@@ -377,6 +386,19 @@ func metricSum(tb testing.TB, url, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// loadAvg is the machine's 1, 5 and 15-minute load averages.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
