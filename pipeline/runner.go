@@ -138,12 +138,11 @@ type RunnerConfig struct {
 	// delivered for this long, the stage is stalled: logged, counted, not
 	// ready (default 5s).
 	StallAfter time.Duration
-	// Heartbeat is the idle heartbeat of pull requests (default 500ms, the
-	// client's minimum; a pull request expires after 5 heartbeats). Two
-	// missed heartbeats make the client pull again, which bounds a lost pull
-	// request (seen at full speed: no waiting pull, nothing acknowledged
-	// pending, events waiting) to about 1s instead of the client's default 30s.
-	Heartbeat time.Duration
+	// PullExpiry is how long one pull request waits at the server for
+	// messages (default 2.5s): how long an idle stage takes to notice a
+	// lost request (a server restart) and how long a drain may wait for the
+	// requests still open.
+	PullExpiry time.Duration
 }
 
 // Runner is the generic consume→handle→ack loop every consumer stage uses.
@@ -159,7 +158,7 @@ type Runner struct {
 	now     func() time.Time
 
 	lastDelivery atomic.Int64 // unix ns of the newest delivery or handler end (or of the start)
-	inflight     atomic.Int64 // messages taken from the iterator and not yet acknowledged
+	inflight     atomic.Int64 // messages received and not yet acknowledged
 	consuming    atomic.Bool
 	stalled      atomic.Bool
 	hi           uint64 // highest stream sequence delivered (puller only)
@@ -219,10 +218,10 @@ func NewRunner(d Deps, cfg RunnerConfig, h Handler) (*Runner, error) {
 	if cfg.StallAfter <= 0 {
 		cfg.StallAfter = 5 * time.Second
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 500 * time.Millisecond
+	if cfg.PullExpiry <= 0 {
+		cfg.PullExpiry = 2500 * time.Millisecond
 	}
-	cfg.Heartbeat = min(max(cfg.Heartbeat, 500*time.Millisecond), 30*time.Second)
+	cfg.PullExpiry = min(max(cfg.PullExpiry, 100*time.Millisecond), time.Minute)
 	m := &runnerMetrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rcwatch_stage_messages_total", Help: "Messages handled by a consumer stage, by result.",
@@ -416,21 +415,78 @@ func (r *Runner) started(ctx context.Context, cons jetstream.Consumer) {
 }
 
 // pull hands messages to the workers until ctx ends (then it drains: the
-// messages already fetched are still handled) or the consumer fails for
-// good. It uses the callback form of the pull consumer, not the iterator:
-// the iterator's channel holds only PullMaxMessages and the client drops
-// whatever arrives beyond it (a heartbeat, or the second batch of a pull
-// re-issued after a missed heartbeat while the handlers are busy), and a
-// dropped message waits out AckWait (30s) with no pull request left waiting
-// (issue 12's stall). The callback's subscription queues instead.
+// messages already requested are still handled) or the consumer fails for
+// good.
+//
+// It keeps two pull requests open (Fetch, each ending on its own terms: its
+// batch filled, or the server's expiry status) and opens a new one as soon
+// as one ends, taking messages from whichever has them (the server spreads
+// messages over the open requests). It does not use the client's Consume:
+// Consume keeps one running count of the messages it expects and re-pulls
+// only from its message callback, and that check is skipped while the
+// previous pull request is still being sent; when the callback handles the
+// last expected message inside that window (the pull goroutine preempted
+// on a loaded machine), no request is left open and nothing arrives until
+// two missed idle heartbeats (1s at the client's 500ms minimum), and the
+// re-pull can fall into the same window again: issue 12's 1–5s stalls,
+// reproduced with the client's count printed (0 expected, no request open
+// at the server). No idle heartbeat is asked for either: a fetch ended by
+// a missed heartbeat unsubscribes, and a message still on its way would
+// wait out AckWait (30s).
 func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- delivery) error {
-	hb := r.cfg.Heartbeat
+	const open = 2
+	size := max(2*r.cfg.Workers, 16)
 	filtered := len(r.cfg.FilterSubjects) > 0
-	failed := make(chan error, 1)
-	var inCallback sync.WaitGroup
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		inCallback.Add(1)
-		defer inCallback.Done()
+	var (
+		batches [open]jetstream.MessageBatch
+		chans   [open]<-chan jetstream.Msg
+		perr    error
+		done    = ctx.Done()
+	)
+	stopping := func() bool { return perr != nil || ctx.Err() != nil }
+	for {
+		n := 0
+		for i := range batches {
+			if batches[i] == nil && !stopping() {
+				b, err := cons.Fetch(size, jetstream.FetchMaxWait(r.cfg.PullExpiry))
+				if err != nil {
+					perr = fmt.Errorf("requesting messages from %s: %w", r.cfg.Durable, err)
+					continue
+				}
+				batches[i], chans[i] = b, b.Messages()
+			}
+			if batches[i] != nil {
+				n++
+			}
+		}
+		if n == 0 {
+			break
+		}
+		r.consuming.Store(true)
+		var (
+			msg jetstream.Msg
+			ok  bool
+			i   int
+		)
+		select {
+		case msg, ok = <-chans[0]:
+			i = 0
+		case msg, ok = <-chans[1]:
+			i = 1
+		case <-done:
+			done = nil // stop requesting; the open requests are still handled
+			continue
+		}
+		if !ok {
+			// Any failure of a request (consumer deleted or moved, no
+			// responders, the connection closed) ends this pull: Run
+			// recreates the consumer and pulls again, with capped backoff.
+			if err := batches[i].Error(); err != nil && perr == nil {
+				perr = fmt.Errorf("pulling from %s: %w", r.cfg.Durable, err)
+			}
+			batches[i], chans[i] = nil, nil
+			continue
+		}
 		md, _ := msg.Metadata()
 		r.lastDelivery.Store(r.now().UnixNano())
 		r.stalled.Store(false)
@@ -439,39 +495,7 @@ func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- 
 			r.checkGap(ctx, md.Sequence.Stream)
 		}
 		work <- delivery{msg: msg, md: md} // blocks while every worker is busy: back-pressure
-	},
-		jetstream.PullMaxMessages(max(2*r.cfg.Workers, 16)),
-		jetstream.PullHeartbeat(hb), jetstream.PullExpiry(max(5*hb, time.Second)),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			switch {
-			case errors.Is(err, jetstream.ErrNoHeartbeat):
-				r.log.Warn().Err(err).Msg("no heartbeat from the consumer; pulling again")
-			case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrBadRequest),
-				errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, nats.ErrConnectionClosed):
-				select {
-				case failed <- err:
-				default:
-				}
-			default:
-				r.log.Debug().Err(err).Msg("pull consumer status")
-			}
-		}))
-	if err != nil {
-		return fmt.Errorf("starting to pull from %s: %w", r.cfg.Durable, err)
 	}
-	r.consuming.Store(true)
-	var perr error
-	select {
-	case <-ctx.Done():
-		cc.Drain()
-	case err := <-failed:
-		cc.Stop()
-		perr = fmt.Errorf("pulling from %s: %w", r.cfg.Durable, err)
-	case <-cc.Closed():
-		perr = fmt.Errorf("pulling from %s: consumer closed", r.cfg.Durable)
-	}
-	<-cc.Closed()
-	inCallback.Wait()
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -680,10 +704,9 @@ func (r *Runner) watch(ctx context.Context, cons jetstream.Consumer, consCh <-ch
 
 // checkStall reports a stall when messages wait, the stage holds none (no
 // handler running, none queued), and nothing was delivered or handled for
-// StallAfter. It does not restart the pull: stopping an iterator drops the
-// messages already on their way to it, which then wait out AckWait (30s);
-// a lost pull request is recovered by the client after two missed
-// heartbeats (Heartbeat, 500ms).
+// StallAfter. It does not restart the pull: unsubscribing drops the
+// messages already on their way, which then wait out AckWait (30s); every
+// pull request ends by itself within PullExpiry and is followed by another.
 func (r *Runner) checkStall(ci *jetstream.ConsumerInfo) {
 	idle := r.now().Sub(time.Unix(0, r.lastDelivery.Load()))
 	if ci.NumPending == 0 || r.inflight.Load() > 0 || idle < r.cfg.StallAfter {
