@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -419,10 +420,9 @@ func (t *Tracker) count(wiki string, d deltas) {
 		w = capLabel(t.wikis, wiki, t.cfg.MaxWikis)
 	}
 	rl := map[string]string{}
-	for r := range d.alerted {
-		rl[r] = capLabel(t.rules, r, t.cfg.MaxRules)
-	}
-	for r := range d.alertedReverted {
+	ids := slices.Sorted(maps.Keys(d.alerted)) // the first rules get the labels, in a stable order
+	ids = append(ids, slices.Sorted(maps.Keys(d.alertedReverted))...)
+	for _, r := range ids {
 		rl[r] = capLabel(t.rules, r, t.cfg.MaxRules)
 	}
 	t.mu.Unlock()

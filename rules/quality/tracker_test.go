@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,6 +141,18 @@ func TestLiveSelfMeasurement(t *testing.T) {
 		return regs
 	}
 	regs := run("rules", 2)
+	defer func() {
+		if t.Failed() {
+			for i, reg := range regs {
+				mfs, _ := reg.Gather()
+				for _, mf := range mfs {
+					if strings.HasPrefix(mf.GetName(), "rcwatch_quality_") || strings.HasPrefix(mf.GetName(), "rcwatch_rules_") {
+						t.Logf("replica %d: %s", i, mf.String())
+					}
+				}
+			}
+		}
+	}()
 
 	ruleIDs := []string{"qs-edits", "no-summary", "ip-edits"}
 	wikis := []string{"enwiki", "wikidatawiki"}
