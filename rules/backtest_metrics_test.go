@@ -66,9 +66,12 @@ func TestBootstrapCI(t *testing.T) {
 
 // TestScoreOnCases is the score's regression guard on the committed cases,
 // measured through the backtest as rcwatch rules test does: the ClueBot NG
-// dev cases (in the training data: in-sample), and the project's held-out
-// ORES split (never trained or tuned on). The figures and their intervals
-// are in docs/DETECTION.md.
+// dev cases and the project's held-out ORES split. Both are in the shipped
+// model's training data (the held-out split since issue 16, after the same
+// procedure trained without it was scored on it once: ROC AUC 0.857, AP
+// 0.357), so these are in-sample floors that catch a broken model or
+// feature mapping, not estimates for new data. The figures and their
+// intervals are in docs/DETECTION.md.
 func TestScoreOnCases(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("backtests 4,800 cases (minutes under -race; no concurrency here)")
@@ -79,8 +82,8 @@ func TestScoreOnCases(t *testing.T) {
 		minAUC, minAP float64
 		wantLabelled  int
 	}{
-		{clueBotCases, 0.8, 0.4, 294},
-		{"../testdata/cases/ores.heldout.jsonl.bz2", 0.82, 0.3, 4495},
+		{clueBotCases, 0.8, 0.5, 294},                                 // 0.836, 0.570
+		{"../testdata/cases/ores.heldout.jsonl.bz2", 0.87, 0.4, 4495}, // 0.895, 0.446
 	} {
 		t.Run(tt.file, func(t *testing.T) {
 			items := readItemsFile(t, tt.file)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -16,8 +17,22 @@ type params struct {
 	Lambda    float64 // L2 penalty on leaf values
 	MinHess   float64 // least hessian (weighted p(1-p)) in a child
 	Subsample float64 // share of rows each tree sees
+	PosWeight float64 // weight of a vandalism case in the trees (0 or 1: as the data); ORES balanced its classes
+	Features  int     // tree inputs each split may choose from (drawn per node; 0: all), like scikit-learn's max_features
 	Seed      uint64
 	LinLambda float64 // the linear stage's pull towards its prior weights
+}
+
+func (p params) String() string {
+	return fmt.Sprintf("%d trees of depth %d, eta %g, lambda %g, min hessian %g, subsample %g, %s per split, vandalism weight %g, seed %d; linear stage lambda %g",
+		p.Trees, p.Depth, p.Eta, p.Lambda, p.MinHess, p.Subsample, featuresText(p.Features), p.PosWeight, p.Seed, p.LinLambda)
+}
+
+func featuresText(n int) string {
+	if n <= 0 {
+		return "all inputs"
+	}
+	return fmt.Sprintf("%d inputs", n)
 }
 
 // dataset is the training matrix: rows of inputs (NaN missing), labels and
@@ -40,12 +55,21 @@ func (d *dataset) add(x []float64, y bool, w float64) {
 func fit(d *dataset, p params) *detect.Model {
 	n := len(d.X)
 	nf := detect.NumInputs
+	// The trees' case weights: a vandalism case counts PosWeight times.
+	tw := append([]float64(nil), d.W...)
+	if p.PosWeight > 0 {
+		for i := range tw {
+			if d.Y[i] {
+				tw[i] *= p.PosWeight
+			}
+		}
+	}
 	// Base: the weighted log-odds.
 	var sw, sp float64
 	for i := range d.Y {
-		sw += d.W[i]
+		sw += tw[i]
 		if d.Y[i] {
-			sp += d.W[i]
+			sp += tw[i]
 		}
 	}
 	base := math.Log(sp / (sw - sp))
@@ -77,14 +101,14 @@ func fit(d *dataset, p params) *detect.Model {
 			if d.Y[i] {
 				y = 1
 			}
-			g[i] = d.W[i] * (pr - y)
-			h[i] = d.W[i] * math.Max(pr*(1-pr), 1e-6)
+			g[i] = tw[i] * (pr - y)
+			h[i] = tw[i] * math.Max(pr*(1-pr), 1e-6)
 			node[i] = 0
 			if p.Subsample < 1 && rng.Float64() >= p.Subsample {
 				node[i] = -1
 			}
 		}
-		tree := growTree(d, order, g, h, node, p)
+		tree := growTree(d, order, g, h, node, p, rng)
 		m.Trees = append(m.Trees, tree)
 		for i := 0; i < n; i++ {
 			z[i] += tree.Eval(d.X[i])
@@ -240,7 +264,13 @@ type split struct {
 
 // growTree grows one tree level by level. node holds each row's current
 // node (tree index), -1 for rows outside this tree's sample.
-func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p params) detect.Tree {
+func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p params, rng *rand.Rand) detect.Tree {
+	var treeInputs []int
+	for f := 0; f < detect.NumInputs; f++ {
+		if !detect.IsLinearInput(f) {
+			treeInputs = append(treeInputs, f)
+		}
+	}
 	tree := detect.Tree{{}}
 	leafG, leafH := []float64{0}, []float64{0}
 	for i := range node {
@@ -254,6 +284,7 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 	// Per node running sums of one feature's scan, indexed by tree node.
 	type acc struct {
 		on                 bool // the node is in the frontier
+		allowed            [detect.NumInputs]bool
 		G, H, missG, missH float64
 		last               float64
 		seen               bool
@@ -262,13 +293,22 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 	for depth := 0; depth < p.Depth && len(frontier) > 0; depth++ {
 		accs := make([]acc, len(tree))
 		for _, nd := range frontier {
-			accs[nd].on = true
-			accs[nd].best.feature = -1
-		}
-		for f := 0; f < detect.NumInputs; f++ {
-			if detect.IsLinearInput(f) {
-				continue // the linear stage's
+			a := &accs[nd]
+			a.on = true
+			a.best.feature = -1
+			if p.Features > 0 && p.Features < len(treeInputs) {
+				// A random subset of the inputs for this split.
+				perm := rng.Perm(len(treeInputs))
+				for _, k := range perm[:p.Features] {
+					a.allowed[treeInputs[k]] = true
+				}
+			} else {
+				for _, f := range treeInputs {
+					a.allowed[f] = true
+				}
 			}
+		}
+		for _, f := range treeInputs { // the linear stage's inputs are not split on
 			for _, nd := range frontier {
 				a := &accs[nd]
 				a.G, a.H, a.seen = 0, 0, false
@@ -276,7 +316,7 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 			}
 			for _, i := range order[f] {
 				nd := node[i]
-				if nd < 0 || !accs[nd].on {
+				if nd < 0 || !accs[nd].on || !accs[nd].allowed[f] {
 					continue
 				}
 				a := &accs[nd]
@@ -285,7 +325,7 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 			}
 			for _, i := range order[f] {
 				nd := node[i]
-				if nd < 0 || !accs[nd].on {
+				if nd < 0 || !accs[nd].on || !accs[nd].allowed[f] {
 					continue
 				}
 				a := &accs[nd]
@@ -355,7 +395,10 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 	}
 	for i := range tree {
 		if tree[i].Left == 0 {
-			tree[i].Value = -leafG[i] / (leafH[i] + p.Lambda) * p.Eta
+			// Rounded to 1e-7 (a few digits of a small value): the model
+			// file stays small, and the scores move by far less than
+			// their own noise.
+			tree[i].Value = math.Round(-leafG[i]/(leafH[i]+p.Lambda)*p.Eta*1e7) / 1e7
 		}
 	}
 	return tree

@@ -38,6 +38,7 @@ func main() {
 type config struct {
 	ores, cluebot, out string
 	heldout            []string
+	finalWith          []string
 	cluebotWeight      float64
 	folds, repeats     int
 	boots              int
@@ -58,21 +59,24 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("rcwatch-train", flag.ContinueOnError)
 	var c config
-	var held stringList
+	var held, finalWith stringList
 	fs.StringVar(&c.ores, "ores", "testdata/cases/ores.dev.jsonl.bz2", "ORES edit-time feature cases (JSON lines, .bz2 allowed)")
 	fs.StringVar(&c.cluebot, "cluebot", "testdata/cases/cluebot.dev.jsonl", "ClueBot NG text cases")
 	fs.StringVar(&c.out, "out", "rules/detect/model.json", "model file to write (\"\" to only report)")
 	fs.Var(&held, "heldout", "cases to score the final model on once (repeatable; report only)")
+	fs.Var(&finalWith, "final-with", "more ORES cases for the model written only, after the -heldout scoring (repeatable; no cross-validation or choice sees them)")
 	fs.Float64Var(&c.cluebotWeight, "cluebot-weight", 1, "weight of a ClueBot NG case against an ORES case")
 	fs.IntVar(&c.folds, "folds", 5, "cross-validation folds")
 	fs.IntVar(&c.repeats, "repeats", 2, "cross-validation repeats of the ClueBot NG folds")
 	fs.IntVar(&c.boots, "bootstrap", 1000, "bootstrap resamples for the confidence intervals")
-	fs.IntVar(&c.p.Trees, "trees", 200, "boosting rounds")
-	fs.IntVar(&c.p.Depth, "depth", 3, "tree depth")
-	fs.Float64Var(&c.p.Eta, "eta", 0.05, "shrinkage")
+	fs.IntVar(&c.p.Trees, "trees", 250, "boosting rounds")
+	fs.IntVar(&c.p.Depth, "depth", 7, "tree depth")
+	fs.Float64Var(&c.p.Eta, "eta", 0.01, "shrinkage")
 	fs.Float64Var(&c.p.Lambda, "lambda", 1, "L2 penalty on leaf values")
 	fs.Float64Var(&c.p.MinHess, "min-hess", 3, "least hessian weight in a child")
-	fs.Float64Var(&c.p.Subsample, "subsample", 0.8, "share of rows each tree sees")
+	fs.Float64Var(&c.p.Subsample, "subsample", 1, "share of rows each tree sees")
+	fs.Float64Var(&c.p.PosWeight, "pos-weight", 1, "weight of a vandalism case in the trees against a good one")
+	fs.IntVar(&c.p.Features, "features", 3, "tree inputs each split chooses from, drawn per node (0: all nine)")
 	fs.Uint64Var(&c.p.Seed, "seed", 1, "random seed")
 	fs.Float64Var(&c.p.LinLambda, "linear-lambda", 2, "the linear stage's pull towards its prior weights")
 	fs.BoolVar(&c.noCV, "no-cv", false, "skip cross-validation: fit the final model only, with -threshold")
@@ -84,7 +88,7 @@ func run(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c.heldout = held
+	c.heldout, c.finalWith = held, finalWith
 	ores, err := load(c.ores)
 	if err != nil {
 		return err
@@ -95,8 +99,7 @@ func run(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "training data: %s %d cases (%d vandalism); %s %d cases (%d vandalism), weight %g\n",
 		c.ores, len(ores), positives(ores), c.cluebot, len(cb), positives(cb), c.cluebotWeight)
-	fmt.Fprintf(stdout, "model: %d trees of depth %d, eta %g, lambda %g, min hessian %g, subsample %g, seed %d; linear stage lambda %g\n\n",
-		c.p.Trees, c.p.Depth, c.p.Eta, c.p.Lambda, c.p.MinHess, c.p.Subsample, c.p.Seed, c.p.LinLambda)
+	fmt.Fprintf(stdout, "model: %s\n\n", c.p)
 
 	th := c.threshold
 	if !c.noCV {
@@ -108,10 +111,19 @@ func run(args []string, stdout io.Writer) error {
 	var d dataset
 	addAll(&d, ores, 1)
 	addAll(&d, cb, c.cluebotWeight)
-	m := fit(&d, c.p)
-	m.Threshold = math.Round(th*1000) / 1000
-	m.Note = fmt.Sprintf("go run ./cmd/rcwatch-train (ORES %s + ClueBot NG %s weight %g; %d trees, depth %d, eta %g, lambda %g, min hessian %g, subsample %g, seed %d; linear lambda %g)",
-		filepath.Base(c.ores), filepath.Base(c.cluebot), c.cluebotWeight, c.p.Trees, c.p.Depth, c.p.Eta, c.p.Lambda, c.p.MinHess, c.p.Subsample, c.p.Seed, c.p.LinLambda)
+	var extra []example
+	for _, f := range c.finalWith {
+		ex, err := load(f)
+		if err != nil {
+			return err
+		}
+		extra = append(extra, ex...)
+	}
+	var m *detect.Model
+	if len(c.heldout) > 0 || len(extra) == 0 {
+		m = fit(&d, c.p)
+		m.Threshold = math.Round(th*1000) / 1000
+	}
 	for _, h := range c.heldout {
 		ex, err := load(h)
 		if err != nil {
@@ -123,9 +135,24 @@ func run(args []string, stdout io.Writer) error {
 		}
 		l := labels(ex)
 		p, rc := rules.PrecisionRecallAt(s, l, m.Threshold)
-		fmt.Fprintf(stdout, "held out %s (%d cases, %d vandalism): ROC AUC %s, average precision %s, precision at recall ≥ %.2f %s; at the threshold precision %.3f recall %.3f\n",
+		fmt.Fprintf(stdout, "held out %s (%d cases, %d vandalism), the model trained on the cases above: ROC AUC %s, average precision %s, precision at recall ≥ %.2f %s; at the threshold precision %.3f recall %.3f\n",
 			h, len(ex), positives(ex), ci(s, l, c, rules.ROCAUC), ci(s, l, c, rules.AveragePrecision), c.minRecall, ci(s, l, c, par), p, rc)
 	}
+	// -final-with: the model written learns from more ORES cases than the
+	// one just scored (the same procedure, the same threshold), so the
+	// held-out figures above are the honest estimate for it.
+	if len(extra) > 0 {
+		addAll(&d, extra, 1)
+		fmt.Fprintf(stdout, "final model: also trained on %s (%d cases, %d vandalism)\n", strings.Join(c.finalWith, ", "), len(extra), positives(extra))
+		m = fit(&d, c.p)
+		m.Threshold = math.Round(th*1000) / 1000
+	}
+	names := []string{filepath.Base(c.ores)}
+	for _, f := range c.finalWith {
+		names = append(names, filepath.Base(f))
+	}
+	m.Note = fmt.Sprintf("go run ./cmd/rcwatch-train (ORES %s + ClueBot NG %s weight %g; %s)",
+		strings.Join(names, " + "), filepath.Base(c.cluebot), c.cluebotWeight, c.p)
 	if c.out == "" {
 		return nil
 	}
