@@ -142,7 +142,11 @@ func New(d pipeline.Deps, cfg Config) (*Tracker, error) {
 		return nil, err
 	}
 	m.window.Set(cfg.Window.Seconds())
-	t := &Tracker{cfg: cfg, js: d.JS, log: d.Logger("rules").With().Str("part", "quality").Logger(),
+	// Failures are counted one by one but logged at most 5 a minute: a full
+	// bucket fails every alerted event.
+	log := d.Logger("rules").With().Str("part", "quality").Logger().
+		Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Minute})
+	t := &Tracker{cfg: cfg, js: d.JS, log: log,
 		m: m, pinned: map[string]bool{}, wikis: map[string]bool{}, rules: map[string]bool{}}
 	for _, w := range cfg.Wikis {
 		t.pinned[w] = true
