@@ -418,75 +418,75 @@ func (r *Runner) started(ctx context.Context, cons jetstream.Consumer) {
 // messages already requested are still handled) or the consumer fails for
 // good.
 //
-// It keeps two pull requests open (Fetch, each ending on its own terms: its
-// batch filled, or the server's expiry status) and opens a new one as soon
-// as one ends, taking messages from whichever has them (the server spreads
-// messages over the open requests). It does not use the client's Consume:
-// Consume keeps one running count of the messages it expects and re-pulls
-// only from its message callback, and that check is skipped while the
-// previous pull request is still being sent; when the callback handles the
-// last expected message inside that window (the pull goroutine preempted
-// on a loaded machine), no request is left open and nothing arrives until
-// two missed idle heartbeats (1s at the client's 500ms minimum), and the
-// re-pull can fall into the same window again: issue 12's 1–5s stalls,
-// reproduced with the client's count printed (0 expected, no request open
-// at the server). No idle heartbeat is asked for either: a fetch ended by
-// a missed heartbeat unsubscribes, and a message still on its way would
-// wait out AckWait (30s).
+// It pulls with Fetch: one request of a batch at a time, each ending on its
+// own terms (its batch filled, or the server's expiry status), and the next
+// one sent as soon as the server has delivered the whole batch, so that it
+// arrives while this one is handled. Only then: with two requests open the
+// server deals messages out between them, and they would reach the workers
+// out of order. It does not use the client's Consume: Consume keeps one
+// running count of the messages it expects and re-pulls only from its
+// message callback, and that check is skipped while the previous pull
+// request is still being sent; when the callback handles the last expected
+// message inside that window (the pull goroutine preempted on a loaded
+// machine), no request is left open and nothing arrives until two missed
+// idle heartbeats (1s at the client's 500ms minimum), and the re-pull can
+// fall into the same window again: issue 12's 1–5s stalls, reproduced with
+// the client's count printed (0 expected, no request open at the server).
+// No idle heartbeat is asked for either: a fetch ended by a missed
+// heartbeat unsubscribes, and a message still on its way would wait out
+// AckWait (30s).
 func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- delivery) error {
-	const open = 2
 	size := max(2*r.cfg.Workers, 16)
 	filtered := len(r.cfg.FilterSubjects) > 0
-	var (
-		batches [open]jetstream.MessageBatch
-		chans   [open]<-chan jetstream.Msg
-		perr    error
-		done    = ctx.Done()
-	)
-	stopping := func() bool { return perr != nil || ctx.Err() != nil }
-	for {
-		n := 0
-		for i := range batches {
-			if batches[i] == nil && !stopping() {
-				b, err := cons.Fetch(size, jetstream.FetchMaxWait(r.cfg.PullExpiry))
-				if err != nil {
-					perr = fmt.Errorf("requesting messages from %s: %w", r.cfg.Durable, err)
-					continue
-				}
-				batches[i], chans[i] = b, b.Messages()
-			}
-			if batches[i] != nil {
-				n++
-			}
+	type request struct {
+		batch jetstream.MessageBatch
+		msgs  <-chan jetstream.Msg
+		taken int
+	}
+	var perr error
+	fetch := func() *request {
+		if perr != nil || ctx.Err() != nil {
+			return nil
 		}
-		if n == 0 {
-			break
+		b, err := cons.Fetch(size, jetstream.FetchMaxWait(r.cfg.PullExpiry))
+		if err != nil {
+			perr = fmt.Errorf("requesting messages from %s: %w", r.cfg.Durable, err)
+			return nil
 		}
+		return &request{batch: b, msgs: b.Messages()}
+	}
+	done := ctx.Done()
+	cur := fetch()
+	var next *request
+	for cur != nil {
 		r.consuming.Store(true)
+		if next == nil && cur.taken+len(cur.msgs) >= size {
+			next = fetch() // the server has delivered all of cur: none of next's can come before
+		}
 		var (
 			msg jetstream.Msg
 			ok  bool
-			i   int
 		)
 		select {
-		case msg, ok = <-chans[0]:
-			i = 0
-		case msg, ok = <-chans[1]:
-			i = 1
+		case msg, ok = <-cur.msgs:
 		case <-done:
-			done = nil // stop requesting; the open requests are still handled
+			done = nil // no new requests; the open ones are still handled
 			continue
 		}
 		if !ok {
 			// Any failure of a request (consumer deleted or moved, no
 			// responders, the connection closed) ends this pull: Run
 			// recreates the consumer and pulls again, with capped backoff.
-			if err := batches[i].Error(); err != nil && perr == nil {
+			if err := cur.batch.Error(); err != nil && perr == nil {
 				perr = fmt.Errorf("pulling from %s: %w", r.cfg.Durable, err)
 			}
-			batches[i], chans[i] = nil, nil
+			cur, next = next, nil
+			if cur == nil {
+				cur = fetch()
+			}
 			continue
 		}
+		cur.taken++
 		md, _ := msg.Metadata()
 		r.lastDelivery.Store(r.now().UnixNano())
 		r.stalled.Store(false)

@@ -100,18 +100,22 @@ type Result struct {
 // that waits (nothing delivered, CPU idle) from a server that does not
 // answer (slow requests, nothing stored either) from a starved process.
 type Stall struct {
-	Wall        time.Time     // when the floor last moved before the stall
-	SinceStart  time.Duration // the same, since `rcwatch run` was started (gctrace's clock)
-	Dur         time.Duration
-	Floor       uint64 // the ack floor that stood still
-	Stored      uint64 // events stored during the stall
-	Delivered   uint64 // events the server delivered to the rules consumer during it
-	Handled     int64  // messages the evaluator finished during it (-1: unknown)
-	AckPending  [2]int // lowest and highest acknowledgements pending seen
-	Waiting     [2]int // lowest and highest waiting pull requests seen
-	CPU         time.Duration
-	SlowestPoll time.Duration // slowest stream+consumer info round trip of the harness
-	Load        string        // /proc/loadavg at the end
+	Wall       time.Time     // when the floor last moved before the stall
+	SinceStart time.Duration // the same, since `rcwatch run` was started (gctrace's clock)
+	Dur        time.Duration
+	Floor      uint64 // the ack floor that stood still
+	Stored     uint64 // events stored during the stall
+	Delivered  uint64 // events the server delivered to the rules consumer during it
+	Handled    int64  // messages the evaluator finished during it (-1: unknown)
+	AckPending [2]int // lowest and highest acknowledgements pending seen
+	Waiting    [2]int // lowest and highest waiting pull requests seen
+	CPU        time.Duration
+	// RunQueueWait is the time the process's threads spent runnable but
+	// waiting for a core (summed over threads, /proc schedstat): close to
+	// Dur or above, the process was starved by the machine's load.
+	RunQueueWait time.Duration
+	SlowestPoll  time.Duration // slowest stream+consumer info round trip of the harness
+	Load         string        // /proc/loadavg at the end
 }
 
 func (s Stall) String() string {
@@ -120,10 +124,10 @@ func (s Stall) String() string {
 		h = strconv.FormatInt(s.Handled, 10)
 	}
 	return fmt.Sprintf("%.2fs from %s (process +%.1fs): floor %d; meanwhile stored +%d, delivered +%d, handled +%s, "+
-		"ack pending %d–%d, waiting pulls %d–%d, process CPU %v, slowest harness poll %v, load %s",
+		"ack pending %d–%d, waiting pulls %d–%d, process CPU %v, waiting for a core %v, slowest harness poll %v, load %s",
 		s.Dur.Seconds(), s.Wall.UTC().Format("15:04:05.000"), s.SinceStart.Seconds(), s.Floor, s.Stored, s.Delivered, h,
 		s.AckPending[0], s.AckPending[1], s.Waiting[0], s.Waiting[1], s.CPU.Round(time.Millisecond),
-		s.SlowestPoll.Round(time.Millisecond), s.Load)
+		s.RunQueueWait.Round(time.Millisecond), s.SlowestPoll.Round(time.Millisecond), s.Load)
 }
 
 // MemSample is the process's resident memory at a time after the first stored event.
@@ -381,6 +385,7 @@ type stallWatch struct {
 	seq0      uint64
 	delivered uint64
 	cpu0      time.Duration
+	wait0     time.Duration
 	handled0  int64
 	probed    bool // handled0 read
 }
@@ -433,9 +438,10 @@ func sample(ctx context.Context, cfg Config, p probe, replay *ingest.Replay, exi
 	)
 	newWatch := func(now time.Time, ci *jetstream.ConsumerInfo) {
 		cpu, _ := processCPU(p.pid)
+		wait, _ := runQueueWait(p.pid)
 		sw = stallWatch{st: Stall{Wall: now, SinceStart: now.Sub(p.started), Floor: ci.AckFloor.Stream,
 			AckPending: [2]int{ci.NumAckPending, ci.NumAckPending}, Waiting: [2]int{ci.NumWaiting, ci.NumWaiting}},
-			seq0: lastSeq, delivered: ci.Delivered.Stream, cpu0: cpu, handled0: -1}
+			seq0: lastSeq, delivered: ci.Delivered.Stream, cpu0: cpu, wait0: wait, handled0: -1}
 	}
 	for {
 		select {
@@ -496,6 +502,9 @@ func sample(ctx context.Context, cfg Config, p probe, replay *ingest.Replay, exi
 			}
 			if cpu, err := processCPU(p.pid); err == nil {
 				st.CPU = cpu - sw.cpu0
+			}
+			if wait, err := runQueueWait(p.pid); err == nil {
+				st.RunQueueWait = wait - sw.wait0
 			}
 			st.Load = loadAvg()
 			res.StallDetails = append(res.StallDetails, st)
@@ -585,6 +594,29 @@ func processCPU(pid int) (time.Duration, error) {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)             // utime (field 14)
 	st, _ := strconv.ParseInt(f[12], 10, 64)             // stime (field 15)
 	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ is 100 on Linux
+}
+
+// runQueueWait is the time pid's threads have spent runnable, waiting for
+// a core (Linux /proc/<pid>/task/*/schedstat, second field, ns).
+func runQueueWait(pid int) (time.Duration, error) {
+	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(files) == 0 {
+		return 0, errors.New("no schedstat")
+	}
+	var sum time.Duration
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread ended
+		}
+		fs := strings.Fields(string(b))
+		if len(fs) < 2 {
+			continue
+		}
+		ns, _ := strconv.ParseInt(fs[1], 10, 64)
+		sum += time.Duration(ns)
+	}
+	return sum, nil
 }
 
 // processRSS is the resident memory of pid in bytes (Linux /proc).
