@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"syscall"
@@ -68,7 +69,7 @@ func TestEndToEnd(t *testing.T) {
 	w.Edit(t, w.Admin, citationPage, article+"\n\n== References ==\n<references />\n", "create")
 
 	p1 := e.run(t)
-	_, js := e.connect(t)
+	_, js1 := e.connect(t)
 
 	// The vandal, from a new account: blanks the page and adds nonsense.
 	vandalRev := w.Edit(t, w.Other, vandalPage, "asdfgh qwpoeiru zxmcnvb lol lol", "")
@@ -77,7 +78,13 @@ func TestEndToEnd(t *testing.T) {
 	})
 	t.Logf("IRC: %s", line.Raw)
 
-	// Killed in the middle: the IRC line is out, the revert may or may not be.
+	// Killed in the middle: the IRC line is out and its alert acked, the
+	// revert may or may not be. (Killed between the server's confirmation
+	// of a line and the store of its idempotency key, a poster posts that
+	// one line again on restart, by design: docs/IRC.md, Idempotency. That
+	// window is the IRC worker's own test's to cover; here it would make
+	// "nothing twice" a matter of timing.)
+	waitIRCAcked(t, js1, 60*time.Second)
 	require.Error(t, p1.Signal(t, syscall.SIGKILL, 10*time.Second))
 
 	// While it is down: a good editor fixes a typo; someone adds a citation
@@ -88,7 +95,7 @@ func TestEndToEnd(t *testing.T) {
 		"\n\n== References ==\n<references />\n", "add a source")
 
 	p2 := e.run(t)
-	_, js = e.connect(t)
+	_, js := e.connect(t)
 
 	// The revert and the tag, on the wiki.
 	if !assert.Eventually(t, func() bool { return hasBotEdit(t, w, vandalPage) && hasBotEdit(t, w, citationPage) },
@@ -167,6 +174,29 @@ func waitIngested(tb testing.TB, js jetstream.JetStream, user string, n int, tim
 		}
 		return k >= n
 	}, timeout, 100*time.Millisecond, "%d events by %s ingested", n, user)
+}
+
+// waitIRCAcked waits until the IRC channels' consumers of ALERTS (durables
+// irc-…) have acked everything: each line confirmed and its key stored.
+func waitIRCAcked(tb testing.TB, js jetstream.JetStream, timeout time.Duration) {
+	tb.Helper()
+	require.Eventually(tb, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, pipeline.StreamAlerts)
+		if err != nil {
+			return false
+		}
+		n, all := 0, true
+		// Read the lister to the end: leaving early leaks its goroutine.
+		for info := range s.ListConsumers(ctx).Info() {
+			if strings.HasPrefix(info.Config.Durable, "irc-") {
+				n++
+				all = all && info.NumPending == 0 && info.NumAckPending == 0
+			}
+		}
+		return n > 0 && all
+	}, timeout, 20*time.Millisecond, "the IRC consumers of %s never caught up", pipeline.StreamAlerts)
 }
 
 // dump logs what the streams hold, for a failed run.
