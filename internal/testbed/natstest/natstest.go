@@ -230,10 +230,22 @@ func WaitStream(tb testing.TB, js jetstream.JetStream, stream string, timeout ti
 // stages'; a test's own readers are ephemeral), at least one.
 func WaitConsumerDone(tb testing.TB, js jetstream.JetStream, stream, durable string, timeout time.Duration) {
 	tb.Helper()
-	done := func(c *jetstream.ConsumerInfo) bool { return c.NumPending == 0 && c.NumAckPending == 0 }
 	require.Eventually(tb, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
+		// A consumer that has not caught up yet may still show nothing
+		// pending for a moment (just created, its first pull not answered):
+		// one without a filter is done only when its ack floor reaches the
+		// stream's last message.
+		si, err := js.Stream(ctx, stream)
+		if err != nil {
+			return false
+		}
+		last := si.CachedInfo().State.LastSeq
+		done := func(c *jetstream.ConsumerInfo) bool {
+			caughtUp := c.Config.FilterSubject != "" || len(c.Config.FilterSubjects) > 0 || c.AckFloor.Stream >= last
+			return c.NumPending == 0 && c.NumAckPending == 0 && caughtUp
+		}
 		if durable != "" {
 			c, err := js.Consumer(ctx, stream, durable)
 			if err != nil {
@@ -242,13 +254,9 @@ func WaitConsumerDone(tb testing.TB, js jetstream.JetStream, stream, durable str
 			info, err := c.Info(ctx)
 			return err == nil && done(info)
 		}
-		s, err := js.Stream(ctx, stream)
-		if err != nil {
-			return false
-		}
 		n, all := 0, true
 		// Read the lister to the end: leaving early leaks its goroutine.
-		for info := range s.ListConsumers(ctx).Info() {
+		for info := range si.ListConsumers(ctx).Info() {
 			if info.Config.Durable == "" {
 				continue
 			}
