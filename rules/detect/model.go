@@ -308,6 +308,9 @@ func VandalismReasons(f Features) []string {
 		if math.IsNaN(v) {
 			continue
 		}
+		if !isReason(i, v) {
+			continue
+		}
 		x[i] = math.NaN()
 		c := z - defaultModel.Logit(x[:])
 		x[i] = v
@@ -322,6 +325,23 @@ func VandalismReasons(f Features) []string {
 		out = append(out, c.reason)
 	}
 	return out
+}
+
+// isReason reports whether input i's value v says something about the edit
+// that can be a reason: a flag that is set, a count above nothing. The
+// trees route "not a bot" and "unknown" apart, so treating an unset flag as
+// unknown can move the score, but "not a bot or sysop" is no reason to
+// suspect an edit.
+func isReason(i int, v float64) bool {
+	switch i {
+	case inLogUserAge, inLogPageAge, inNonStopwordDelta:
+		return true
+	case inLongestRepeated:
+		return v >= 3
+	case inMarkupAdded, inMinor, inSmallFix, inRevertSummary, inBotOrSysop:
+		return false // they lower a score, never raise it as a reason a patroller would read
+	}
+	return v > 0
 }
 
 func reasonText(i int, f Features) string {
@@ -356,6 +376,16 @@ func reasonText(i int, f Features) string {
 		return fmt.Sprintf("removes %d reference(s)", f.RefsRemoved)
 	case inLinksAdded:
 		return fmt.Sprintf("adds %d external links", f.LinksAdded)
+	case inWordsAdded:
+		return fmt.Sprintf("adds %d word(s)", f.ORES.WordsAdded)
+	case inNonStopwordDelta:
+		return fmt.Sprintf("change in content words (ORES, %+.1f)", f.ORES.NonStopwordDelta)
+	case inProse:
+		return "adds prose"
+	case inSectionSummary:
+		return "the summary is only the section name"
+	case inLogPageAge:
+		return fmt.Sprintf("page created %.0f day(s) before the edit", f.PageAge/86400)
 	}
 	return inputNames[i]
 }

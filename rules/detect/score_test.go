@@ -120,6 +120,9 @@ func TestVandalismScore(t *testing.T) {
 	reasons := VandalismReasons(vandal)
 	assert.NotEmpty(t, reasons)
 	assert.NotContains(t, strings.Join(VandalismReasons(regular), "; "), "unregistered")
+	for _, r := range append(reasons, VandalismReasons(regular)...) {
+		assert.NotContains(t, inputNames[:], r, "reasons are in words, and an unset flag is none")
+	}
 
 	// The same edit by an established account scores lower.
 	more := vandal
