@@ -6,10 +6,14 @@
 // only, picks the alerting threshold from the ClueBot NG out-of-fold scores,
 // prints a report and writes rules/detect/model.json.
 //
-//	go run ./cmd/rcwatch-train
+//	go run ./cmd/rcwatch-train -heldout testdata/cases/ores.heldout.jsonl.bz2 -final-with testdata/cases/ores.heldout.jsonl.bz2
 //
 // Everything is deterministic for a given -seed. -heldout FILE… scores the
 // final model once on held-out cases and reports it; nothing is tuned on it.
+// -final-with FILE… then refits the same procedure with those cases added
+// and writes that model instead (the held-out figure is the estimate for
+// it). The defaults are the settings chosen by cross-validation
+// (docs/DETECTION.md).
 package main
 
 import (
