@@ -17,9 +17,11 @@ import (
 )
 
 func main() {
-	setMemoryLimit() // from the container's limit unless GOMEMLIMIT is set
+	// First, so that a SIGTERM at any point after the first line drains
+	// rather than kills (tests signal a process once it has written one).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	setMemoryLimit() // from the container's limit unless GOMEMLIMIT is set
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "rcwatch:", err)
 		var ec exitCoder

@@ -136,19 +136,44 @@ func (p *Proc) Err() error {
 
 // Signal sends sig and waits for the exit: it returns how the process
 // exited (nil for status 0) and fails the test if it does not exit within.
+//
+// A SIGTERM or SIGINT is sent only once the process has written its first
+// line: before its main function has installed its signal handler (a
+// loaded machine can take a while to start a large binary) the signal's
+// default action would kill it, and the test would see a crash, not a drain.
 func (p *Proc) Signal(tb testing.TB, sig syscall.Signal, within time.Duration) error {
 	tb.Helper()
+	t := time.NewTimer(within)
+	defer t.Stop()
+	if sig == syscall.SIGTERM || sig == syscall.SIGINT {
+		p.awaitStarted(t.C)
+	}
 	if err := p.Cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		tb.Fatalf("signalling %s: %v", p.Name, err)
 	}
-	t := time.NewTimer(within)
-	defer t.Stop()
 	select {
 	case <-p.done:
 		return p.err
 	case <-t.C:
 		tb.Fatalf("%s did not exit within %v of %v", p.Name, within, sig)
 		return nil
+	}
+}
+
+// awaitStarted waits until the process has written something, has exited,
+// or deadline fires. A file has no event to await: it polls.
+func (p *Proc) awaitStarted(deadline <-chan time.Time) {
+	for {
+		if fi, err := os.Stat(p.Log); err == nil && fi.Size() > 0 {
+			return
+		}
+		select {
+		case <-p.done:
+			return
+		case <-deadline:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
