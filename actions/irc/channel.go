@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,34 @@ type channel struct {
 	lease  *lease
 
 	holding atomic.Bool // this replica holds the lease and runs the consumer
+
+	// inflight holds the ids of the alerts whose handler is running: a
+	// redelivery that arrives while the first delivery still waits for its
+	// line or its key (acks and progress reports fail while NATS elects a
+	// leader, so AckWait can expire under a running handler) is handed back
+	// for later instead of getting a second line.
+	mu       sync.Mutex
+	inflight map[string]struct{}
+}
+
+// claim marks id in flight; false if it already is.
+func (c *channel) claim(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.inflight[id]; ok {
+		return false
+	}
+	if c.inflight == nil {
+		c.inflight = map[string]struct{}{}
+	}
+	c.inflight[id] = struct{}{}
+	return true
+}
+
+func (c *channel) unclaim(id string) {
+	c.mu.Lock()
+	delete(c.inflight, id)
+	c.mu.Unlock()
 }
 
 // durableName is the channel's consumer: irc-<network>-<channel>.
@@ -195,6 +224,12 @@ func (c *channel) handle(ctx context.Context, msg jetstream.Msg) error {
 		log.Debug().Str("rule", a.Rule.ID).Msg("rule muted; not posted")
 		return nil
 	}
+	if !c.claim(a.ID) {
+		w.m.duplicates.Inc()
+		log.Debug().Msg("redelivered while its first delivery is still in hand; retrying later")
+		return pipeline.Retry(errors.New("alert already in hand"), c.net.w.cfg.AckWait)
+	}
+	defer c.unclaim(a.ID)
 	key := sentKey(c.net.cfg.Name, c.name, a.ID)
 	if _, err := w.kv.Get(ctx, key); err == nil {
 		w.m.duplicates.Inc()

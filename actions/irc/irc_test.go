@@ -513,3 +513,46 @@ func TestFirstStartPostsEarlierAlerts(t *testing.T) {
 	require.Equal(t, 1, counts[8100])
 	require.Len(t, msgs, n+1, "no repeated line")
 }
+
+// TestRedeliveryInHandPostsOnce: a second delivery of an alert whose first
+// delivery is still waiting for its line (as when AckWait expires under a
+// running handler while NATS elects a leader and progress reports fail) is
+// handed back, not given a line of its own: one line. Here the two
+// deliveries are two copies of the alert in ALERTS (different message ids),
+// held at once behind a slow flood limit.
+func TestRedeliveryInHandPostsOnce(t *testing.T) {
+	env := newTestEnv(t, ircdtest.Options{})
+	watcher := ircdtest.Dial(t, env.irc.Addr, "patroller", "")
+	watcher.Join(t, "#alerts")
+	cfg := env.config("rcbot", "#alerts")
+	// One token, then one line every 2 s: the copies wait in the queue
+	// behind the first line.
+	cfg.Networks[0].Flood = FloodConfig{Rate: 0.5, Burst: 1, Backlog: 16, MaxDigests: 16}
+	cfg.BacklogFold.Off = true
+	rw := env.startWorker(t, cfg)
+
+	first := testAlert("inhand", 8000, "#alerts")
+	publishAlert(t, env.js, first)
+	watcher.WaitMessages(t, "#alerts", 1, 20*time.Second) // the token is spent
+	a := testAlert("inhand", 8001, "#alerts")
+	a.DetectedAt = time.Now()
+	data, err := json.Marshal(a)
+	require.NoError(t, err)
+	for _, msgID := range []string{"copy-1", "copy-2"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := env.js.Publish(ctx, pipeline.AlertSubject(a.Event.Wiki, a.Rule.ID), data, jetstream.WithMsgID(msgID))
+		cancel()
+		require.NoError(t, err)
+	}
+	watcher.WaitMessages(t, "#alerts", 2, 30*time.Second)
+	natstest.WaitConsumerDone(t, env.js, pipeline.StreamAlerts, durableName("test", "#alerts"), 60*time.Second)
+	rw.stop()
+	n := 0
+	for _, m := range watcher.Messages("#alerts") {
+		if revOf(m.Text) == 8001 {
+			n++
+		}
+	}
+	require.Equal(t, 1, n, "one line for the alert delivered twice")
+	require.GreaterOrEqual(t, testutil.ToFloat64(rw.w.m.duplicates), 1.0)
+}
