@@ -227,28 +227,7 @@ func BenchmarkStageEndToEnd(b *testing.B) {
 	s, err := NewStage(pipeline.Deps{JS: js, Log: zerolog.Nop()},
 		StageConfig{Default: packSources(b), Workers: 8, Engine: EngineConfig{MaxMatchRate: -1}}, nil)
 	require.NoError(b, err)
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	b.ResetTimer()
-	go func() { done <- s.Run(rctx) }()
-	for {
-		c, err := js.Consumer(ctx, pipeline.StreamRecentChange, "rules")
-		if err == nil {
-			if info, err := c.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == uint64(b.N) {
-				break
-			}
-		}
-		time.Sleep(5 * time.Millisecond) // the consumer's state is only observable by asking
-	}
-	b.StopTimer()
-	stop()
-	require.NoError(b, <-done)
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-	alerts, err := js.Stream(ctx, pipeline.StreamAlerts)
-	require.NoError(b, err)
-	ai, err := alerts.Info(ctx)
-	require.NoError(b, err)
-	b.ReportMetric(float64(ai.State.Msgs)/float64(b.N), "alerts/event")
+	natstest.BenchStage(b, js, s, pipeline.StreamRecentChange, "rules")
 }
 
 // KV-backed list entries reach a running stage's rules at once, and

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -83,7 +82,7 @@ func TestRulesQualityFromStreams(t *testing.T) {
 	require.NoError(t, err)
 	p := startProc(t, "evaluate", "--nats", srv.URL, "--ops-addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--rules", rulesFile, "--enrich=false", "--max-match-rate", "-1")
-	waitConsumed(t, js, "rules", 2*time.Minute)
+	natstest.WaitConsumerDone(t, js, pipeline.StreamRecentChange, "rules", 2*time.Minute)
 	metrics := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	for _, want := range []string{
 		`rcwatch_quality_alerted_reverted_total{rule="no-summary",wiki="enwiki"} 16`,
@@ -132,26 +131,4 @@ func TestRulesQualityFromStreams(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 18, vandal, "the reverted edits")
-}
-
-// waitConsumed waits until the stage's durable consumer has acked every
-// message RECENTCHANGE holds (its ack floor at the stream's last sequence):
-// natstest.WaitConsumerDone alone can see a just-created consumer with
-// nothing pending yet.
-func waitConsumed(t *testing.T, js jetstream.JetStream, durable string, timeout time.Duration) {
-	t.Helper()
-	ctx := context.Background()
-	s, err := js.Stream(ctx, pipeline.StreamRecentChange)
-	require.NoError(t, err)
-	si, err := s.Info(ctx)
-	require.NoError(t, err)
-	last := si.State.LastSeq
-	require.Eventually(t, func() bool {
-		c, err := js.Consumer(ctx, pipeline.StreamRecentChange, durable)
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last
-	}, timeout, 20*time.Millisecond, "consumer %s never acked up to %d", durable, last)
 }

@@ -1,7 +1,6 @@
 package quality_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,7 +40,6 @@ func BenchmarkStageQuality(b *testing.B) {
 func benchStage(b *testing.B, window time.Duration) {
 	srv := natstest.Start(b)
 	_, js := srv.Connect(b)
-	ctx := context.Background()
 	evs := fixtures.RecentChanges(b)
 	for i := 0; i < b.N; i++ {
 		ev := *evs[i%len(evs)]
@@ -72,26 +70,5 @@ func benchStage(b *testing.B, window time.Duration) {
 	s, err := rules.NewStage(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.Nop()}, rules.StageConfig{Paths: []string{dir}, Workers: 8,
 		Engine: rules.EngineConfig{MaxMatchRate: -1}, Quality: quality.Config{Window: window}}, nil)
 	require.NoError(b, err)
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	b.ResetTimer()
-	go func() { done <- s.Run(rctx) }()
-	for {
-		c, err := js.Consumer(ctx, pipeline.StreamRecentChange, "rules")
-		if err == nil {
-			if info, err := c.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == uint64(b.N) {
-				break
-			}
-		}
-		time.Sleep(5 * time.Millisecond) // the consumer's state is only observable by asking
-	}
-	b.StopTimer()
-	stop()
-	require.NoError(b, <-done)
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-	alerts, err := js.Stream(ctx, pipeline.StreamAlerts)
-	require.NoError(b, err)
-	ai, err := alerts.Info(ctx)
-	require.NoError(b, err)
-	b.ReportMetric(float64(ai.State.Msgs)/float64(b.N), "alerts/event")
+	natstest.BenchStage(b, js, s, pipeline.StreamRecentChange, "rules")
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
@@ -134,7 +133,7 @@ func TestLiveSelfMeasurement(t *testing.T) {
 			require.NoError(t, err)
 			go func() { done <- s.Run(rctx) }()
 		}
-		waitConsumed(t, js, durable, time.Minute)
+		natstest.WaitConsumerDone(t, js, pipeline.StreamRecentChange, durable, time.Minute)
 		stop()
 		for i := 0; i < n; i++ {
 			require.NoError(t, <-done)
@@ -215,26 +214,4 @@ func TestLiveSelfMeasurement(t *testing.T) {
 	for _, w := range wikis {
 		assert.Zero(t, again.reverted[w], "reverted again %s", w)
 	}
-}
-
-// waitConsumed waits until the stage's durable consumer has acked every
-// message RECENTCHANGE holds (its ack floor at the stream's last sequence):
-// natstest.WaitConsumerDone alone can see a just-created consumer with
-// nothing pending yet.
-func waitConsumed(t *testing.T, js jetstream.JetStream, durable string, timeout time.Duration) {
-	t.Helper()
-	ctx := context.Background()
-	s, err := js.Stream(ctx, pipeline.StreamRecentChange)
-	require.NoError(t, err)
-	si, err := s.Info(ctx)
-	require.NoError(t, err)
-	last := si.State.LastSeq
-	require.Eventually(t, func() bool {
-		c, err := js.Consumer(ctx, pipeline.StreamRecentChange, durable)
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last
-	}, timeout, 20*time.Millisecond, "consumer %s never acked up to %d", durable, last)
 }

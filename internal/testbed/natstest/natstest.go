@@ -212,6 +212,37 @@ func ConsumerInfo(tb testing.TB, js jetstream.JetStream, stream, durable string)
 	return info
 }
 
+// BenchStage times a consumer stage over the b.N messages already in
+// stream: it runs s, waits until the durable consumer has acknowledged them
+// all (the consumer's state is only observable by asking), stops s, and
+// reports events/s and the ALERTS messages per event.
+func BenchStage(b *testing.B, js jetstream.JetStream, s pipeline.Stage, stream, durable string) {
+	b.Helper()
+	ctx := context.Background()
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	b.ResetTimer()
+	go func() { done <- s.Run(rctx) }()
+	for {
+		c, err := js.Consumer(ctx, stream, durable)
+		if err == nil {
+			if info, err := c.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == uint64(b.N) {
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.StopTimer()
+	stop()
+	require.NoError(b, <-done)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	alerts, err := js.Stream(ctx, pipeline.StreamAlerts)
+	require.NoError(b, err)
+	ai, err := alerts.Info(ctx)
+	require.NoError(b, err)
+	b.ReportMetric(float64(ai.State.Msgs)/float64(b.N), "alerts/event")
+}
+
 // WaitStream waits until stream exists (a process under test creates it as
 // it starts) and fails the test if it does not within timeout.
 func WaitStream(tb testing.TB, js jetstream.JetStream, stream string, timeout time.Duration) {
