@@ -45,8 +45,9 @@ var (
 	rollbackRE = regexp.MustCompile(`(?i)(?:revert(?:ed|ing)(?:\]\])? (?:\d+ )?(?:good faith )?edit(?:s|\(s\))? by \[\[(?:special:contrib(?:ution)?s/|user:)([^|\]]+)|reverting possible vandalism by \[\[(?:special:contrib(?:ution)?s/|user:)([^|\]]+)|reverted (?:\d+ )?edits? by ([^\s(\[]+))`)
 	// rollbackCountRE: "Reverted 3 edits by …" (Twinkle) says how many.
 	rollbackCountRE = regexp.MustCompile(`(?i)reverted (\d+) edits? by`)
-	// genericRevertRE: other revert summaries.
-	genericRevertRE = regexp.MustCompile(`(?i)^\s*(?:/\*[^*]*\*/\s*)?(?:rv[v]?\b|revert(?:ed|ing)?\b|undo\b|restor(?:e|ed|ing) (?:revision|previous version))`)
+	// genericRevertRE: other revert summaries, rcwatch's own included (its
+	// undo sends a summary, so MediaWiki writes no undo autosummary).
+	genericRevertRE = regexp.MustCompile(`(?i)^\s*(?:/\*[^*]*\*/\s*)?(?:rv[v]?\b|revert(?:ed|ing)?\b|undo\b|restor(?:e|ed|ing) (?:revision|previous version)|rcwatch revert:)`)
 )
 
 // Revert is what one edit's summary and revision say it reverted.
