@@ -18,10 +18,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,6 +238,21 @@ func (f *RCFeed) convert(datagram []byte) ([]byte, time.Time, error) {
 	}
 	if dec.More() {
 		return nil, zero, fmt.Errorf("%w: trailing data after the object", errRCNotJSON)
+	}
+	// The feed's keys are lower case. Ingest's decoder matches keys without
+	// regard to case, so "Id" would be the event's id there but not here:
+	// read every top-level key as its lower case (an exact lower-case key
+	// wins), so that both sides see one event (found by FuzzRCFeedConvert).
+	// In sorted order, so that the same datagram always reads the same.
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		lk := strings.ToLower(k)
+		if lk == k {
+			continue
+		}
+		if _, ok := m[lk]; !ok {
+			m[lk] = m[k]
+		}
+		delete(m, k)
 	}
 	str := func(k string, required bool) (string, error) {
 		v, ok := m[k]
