@@ -329,12 +329,12 @@ type delivery struct {
 // in-flight handlers finish and ack, and returns. Handlers get a context that
 // is not cancelled by ctx, so a side effect in progress completes.
 func (r *Runner) Run(ctx context.Context) error {
-	cons, err := r.Consumer(ctx)
+	cons, err := r.start(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped during start-up: a normal stop
-		}
 		return err
+	}
+	if cons == nil {
+		return nil // stopped during start-up: a normal stop
 	}
 	r.started(ctx, cons)
 	stopped := make(chan struct{})
@@ -391,6 +391,37 @@ func (r *Runner) Run(ctx context.Context) error {
 	<-watchDone
 	r.log.Info().Msg("stage drained")
 	return nil
+}
+
+// start creates the consumer. While NATS cannot answer (a cluster electing
+// a leader, a server restarting: IsStorageError) it waits and tries again
+// with capped, jittered backoff, saying so, rather than stopping the stage;
+// any other error is returned. A nil consumer means ctx ended first.
+func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
+	wait, logged := 100*time.Millisecond, time.Time{}
+	for {
+		cons, err := r.Consumer(ctx)
+		switch {
+		case err == nil:
+			return cons, nil
+		case ctx.Err() != nil:
+			return nil, nil
+		case !IsStorageError(err):
+			return nil, err
+		}
+		if now := r.now(); now.Sub(logged) >= 10*time.Second {
+			logged = now
+			r.log.Warn().Err(err).Dur("retry_in", wait).Msg("NATS cannot create the consumer yet; waiting")
+		}
+		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil
+		case <-t.C:
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // started notes where the consumer is: messages before its delivered

@@ -313,3 +313,39 @@ func TestRunnerRecoversConsumerAndServer(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 }
+
+// TestRunnerStartsWhileNATSIsDown: a stage started while NATS cannot answer
+// (a cluster electing a leader, a server restarting) waits and says so, then
+// consumes once the server is back; it does not stop with an error (the
+// rehearsal's edit replica did, when a node died as it started).
+func TestRunnerStartsWhileNATSIsDown(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	srv.Shutdown()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	handled := make(chan string, 10)
+	logs := logtest.NewSink()
+	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Log: zerolog.New(logs)}, pipeline.RunnerConfig{
+		Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test", PlainAck: true,
+	}, func(_ context.Context, m jetstream.Msg) error { handled <- string(m.Data()); return nil })
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	logs.Await(t, 0, 30*time.Second, "NATS cannot create the consumer yet")
+	require.Error(t, r.Ready(), "not ready while it cannot consume")
+
+	srv.Restart(t)
+	natstest.WaitStream(t, js, pipeline.StreamRecentChange, 30*time.Second)
+	natstest.Publish(t, js, "rc.testwiki.edit", "late", []byte("late"))
+	select {
+	case got := <-handled:
+		require.Equal(t, "late", got)
+	case err := <-done:
+		t.Fatalf("the stage stopped instead of waiting: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the message published once NATS was back was never handled")
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
