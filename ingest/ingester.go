@@ -167,7 +167,7 @@ func (in *Ingester) Ready() error {
 // Run reads until ctx is cancelled, then stops reading, waits for the
 // outstanding acks (up to DrainTimeout), stores the position and returns nil.
 func (in *Ingester) Run(ctx context.Context) error {
-	kv, err := in.js.KeyValue(ctx, pipeline.BucketIngest)
+	kv, err := pipeline.OpenKV(ctx, in.js, pipeline.BucketIngest, in.log)
 	if err != nil {
 		return fmt.Errorf("opening KV bucket %s: %w", pipeline.BucketIngest, err)
 	}

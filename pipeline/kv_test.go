@@ -6,9 +6,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rcwatch/rcwatch/internal/testbed/logtest"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
@@ -66,4 +68,36 @@ func TestAlertFilterWikis(t *testing.T) {
 	assert.Equal(t, "alert.x__.>", pipeline.AlertFilterWiki("x.>"))
 	assert.Nil(t, pipeline.AlertFilterWikis(nil))
 	assert.Equal(t, []string{"alert.dewiki.>", "alert.enwiki.>"}, pipeline.AlertFilterWikis([]string{"enwiki", "dewiki", "enwiki"}))
+}
+
+// TestOpenKVWaitsForNATS: a stage opening its bucket while NATS cannot
+// answer waits and says so, and gets the bucket once the server is back.
+func TestOpenKVWaitsForNATS(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	srv.Shutdown()
+	logs := logtest.NewSink()
+	type result struct {
+		kv  jetstream.KeyValue
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		kv, err := pipeline.OpenKV(context.Background(), js, pipeline.BucketActions, zerolog.New(logs))
+		done <- result{kv, err}
+	}()
+	logs.Await(t, 0, 30*time.Second, "NATS cannot open the KV bucket yet")
+	srv.Restart(t)
+	select {
+	case r := <-done:
+		require.NoError(t, r.err)
+		assert.Equal(t, pipeline.BucketActions, r.kv.Bucket())
+	case <-time.After(60 * time.Second):
+		t.Fatal("OpenKV never returned after NATS came back")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := pipeline.OpenKV(ctx, js, pipeline.BucketActions, zerolog.Nop())
+	require.ErrorIs(t, err, context.Canceled, "a cancelled start-up is the caller's normal stop")
 }

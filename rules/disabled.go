@@ -187,7 +187,7 @@ func (s *Stage) followDisabled(ctx context.Context, wg *sync.WaitGroup) (stop fu
 	if s.js == nil {
 		return func() {}, nil
 	}
-	kv, err := s.js.KeyValue(ctx, pipeline.BucketRules)
+	kv, err := pipeline.OpenKV(ctx, s.js, pipeline.BucketRules, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("opening KV bucket %s for auto-disabled rules: %w", pipeline.BucketRules, err)
 	}

@@ -230,7 +230,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	stopWatch := func() {}
 	if s.cfg.KVLists {
-		kv, err := s.js.KeyValue(ctx, pipeline.BucketRules)
+		kv, err := pipeline.OpenKV(ctx, s.js, pipeline.BucketRules, s.log)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil // cancelled during start-up: a normal stop

@@ -195,7 +195,7 @@ func (w *Worker) firstStart() time.Time {
 // Run opens the actions KV bucket and consumes alerts until ctx is
 // cancelled, then drains.
 func (w *Worker) Run(ctx context.Context) error {
-	kv, err := w.js.KeyValue(ctx, pipeline.BucketActions)
+	kv, err := pipeline.OpenKV(ctx, w.js, pipeline.BucketActions, w.log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped during start-up

@@ -170,7 +170,7 @@ func (f *Feed) alertAt(ctx context.Context, seq uint64) (*event.Alert, error) {
 // watchClaims keeps the in-memory claims in step with the bucket and pushes
 // every change (an expiry too) to the pages.
 func (f *Feed) watchClaims(ctx context.Context) error {
-	kv, err := f.d.JS.KeyValue(ctx, pipeline.BucketFeedClaims)
+	kv, err := pipeline.OpenKV(ctx, f.d.JS, pipeline.BucketFeedClaims, f.log)
 	if err != nil {
 		return fmt.Errorf("feed: opening KV bucket %s: %w", pipeline.BucketFeedClaims, err)
 	}

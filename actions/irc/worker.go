@@ -153,7 +153,7 @@ func New(d pipeline.Deps, cfg Config, opts ...Option) (*Worker, error) {
 // goroutine the worker started has ended when Run returns.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.stopBackground()
-	kv, err := w.js.KeyValue(ctx, pipeline.BucketActions)
+	kv, err := pipeline.OpenKV(ctx, w.js, pipeline.BucketActions, w.log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped during start-up

@@ -156,7 +156,7 @@ func New(d pipeline.Deps, cfg Config) (*Tracker, error) {
 
 // Open opens the bucket (created by pipeline.Ensure).
 func (t *Tracker) Open(ctx context.Context) error {
-	kv, err := t.js.KeyValue(ctx, pipeline.BucketQuality)
+	kv, err := pipeline.OpenKV(ctx, t.js, pipeline.BucketQuality, t.log)
 	if err != nil {
 		return fmt.Errorf("opening KV bucket %s for the self-measurement: %w", pipeline.BucketQuality, err)
 	}
