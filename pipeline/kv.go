@@ -43,27 +43,38 @@ func KVPutTTL(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue
 // kvSubject is the subject a KV bucket stores key under.
 func kvSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
 
-// OpenKV opens bucket (created by Ensure). While NATS cannot answer (a
-// cluster electing a leader, a server restarting: IsStorageError) it waits
-// and tries again with capped, jittered backoff, saying so at most every
-// 10 s, so that a stage started in such a moment does not stop with an
-// error; another error, or ctx's, is returned.
+// OpenKV opens bucket (created by Ensure), waiting while NATS cannot
+// answer (WhileNATSUnavailable), so that a stage started during a leader
+// election or a server restart does not stop with an error.
 func OpenKV(ctx context.Context, js jetstream.JetStream, bucket string, log zerolog.Logger) (jetstream.KeyValue, error) {
+	return WhileNATSUnavailable(ctx, log.With().Str("bucket", bucket).Logger(), "open the KV bucket", time.Now,
+		func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) })
+}
+
+// WhileNATSUnavailable runs f until it succeeds, fails with an error other
+// than IsStorageError's (returned), or ctx ends (ctx's error): while NATS
+// cannot answer it waits with capped, jittered backoff and says so, "NATS
+// cannot <what> yet", at most every 10 s.
+func WhileNATSUnavailable[T any](ctx context.Context, log zerolog.Logger, what string, now func() time.Time, f func(context.Context) (T, error)) (T, error) {
 	wait, logged := 100*time.Millisecond, time.Time{}
 	for {
-		kv, err := js.KeyValue(ctx, bucket)
-		if err == nil || ctx.Err() != nil || !IsStorageError(err) {
-			return kv, err
+		v, err := f(ctx)
+		if err == nil || !IsStorageError(err) {
+			return v, err
 		}
-		if time.Since(logged) >= 10*time.Second {
-			logged = time.Now()
-			log.Warn().Err(err).Str("bucket", bucket).Dur("retry_in", wait).Msg("NATS cannot open the KV bucket yet; waiting")
+		if ctx.Err() != nil {
+			return v, ctx.Err()
+		}
+		if t := now(); t.Sub(logged) >= 10*time.Second {
+			logged = t
+			log.Warn().Err(err).Dur("retry_in", wait).Msg("NATS cannot " + what + " yet; waiting")
 		}
 		t := time.NewTimer(wait/2 + rand.N(wait/2+1)) //nolint:gosec // jitter
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			var zero T
+			return zero, ctx.Err()
 		case <-t.C:
 		}
 		wait = min(2*wait, 5*time.Second)

@@ -393,35 +393,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-// start creates the consumer. While NATS cannot answer (a cluster electing
-// a leader, a server restarting: IsStorageError) it waits and tries again
-// with capped, jittered backoff, saying so, rather than stopping the stage;
-// any other error is returned. A nil consumer means ctx ended first.
+// start creates the consumer, waiting while NATS cannot answer
+// (WhileNATSUnavailable) rather than stopping the stage; any other error is
+// returned. A nil consumer means ctx ended first.
 func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
-	wait, logged := 100*time.Millisecond, time.Time{}
-	for {
-		cons, err := r.Consumer(ctx)
-		switch {
-		case err == nil:
-			return cons, nil
-		case ctx.Err() != nil:
-			return nil, nil
-		case !IsStorageError(err):
-			return nil, err
-		}
-		if now := r.now(); now.Sub(logged) >= 10*time.Second {
-			logged = now
-			r.log.Warn().Err(err).Dur("retry_in", wait).Msg("NATS cannot create the consumer yet; waiting")
-		}
-		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, nil
-		case <-t.C:
-		}
-		wait = min(2*wait, 5*time.Second)
+	cons, err := WhileNATSUnavailable(ctx, r.log, "create the consumer", r.now, r.Consumer)
+	if ctx.Err() != nil {
+		return nil, nil
 	}
+	return cons, err
 }
 
 // started notes where the consumer is: messages before its delivered
