@@ -165,10 +165,10 @@ func (r *Replay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	var tick *time.Ticker
+	var pace *pacer
 	if r.cfg.Rate > 0 {
-		tick = time.NewTicker(time.Duration(float64(time.Second) / r.cfg.Rate))
-		defer tick.Stop()
+		pace = newPacer(time.Now(), r.cfg.Rate)
+		defer pace.stop()
 	}
 	var cut <-chan time.Time
 	if r.cfg.CutAfter > 0 {
@@ -179,9 +179,15 @@ func (r *Replay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	total := r.total()
 	sent := 0
 	for ; total < 0 || off < total; off++ {
-		if tick != nil {
+		var due <-chan time.Time
+		if pace != nil {
+			if due = pace.wait(time.Now(), sent); due != nil && !flush() { // what is due goes out before the wait
+				return
+			}
+		}
+		if due != nil {
 			select {
-			case <-tick.C:
+			case <-due:
 			case <-cut:
 				flush()
 				return
@@ -201,7 +207,7 @@ func (r *Replay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeFrame(bw, r.ID(off), r.payload(off))
 		r.served.Add(1)
 		sent++
-		if tick != nil || sent%64 == 0 {
+		if sent%64 == 0 {
 			if !flush() {
 				return
 			}
@@ -372,3 +378,32 @@ func ParseSSE(b []byte) [][]byte {
 // Payload is the data of the frame at global offset off, as served (load
 // harnesses publish the same bytes for their baseline).
 func (r *Replay) Payload(off int64) []byte { return r.payload(off) }
+
+// pacer spaces frames at a rate from its start: frame k is due at
+// start + k/rate. A frame whose time has passed (a late wake-up, a slow
+// reader) goes out at once, so the average holds at the rate; a ticker
+// would drop the missed ticks and serve less.
+type pacer struct {
+	start time.Time
+	every float64 // nanoseconds between frames
+	timer *time.Timer
+}
+
+func newPacer(start time.Time, rate float64) *pacer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &pacer{start: start, every: float64(time.Second) / rate, timer: t}
+}
+
+// wait returns a channel that fires when frame k is due, or nil when it is
+// already due.
+func (p *pacer) wait(now time.Time, k int) <-chan time.Time {
+	d := p.start.Add(time.Duration(float64(k) * p.every)).Sub(now)
+	if d <= 0 {
+		return nil
+	}
+	p.timer.Reset(d)
+	return p.timer.C
+}
+
+func (p *pacer) stop() { p.timer.Stop() }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -37,4 +38,33 @@ func TestRewriteMetaIDKeepsOtherBytes(t *testing.T) {
 	require.True(t, bytes.HasSuffix(out, []byte(`","dt":"d"},"id":5}`)))
 	require.Equal(t, string(out), string(rewriteMetaID(in, 1)), "deterministic")
 	require.NotEqual(t, string(out), string(rewriteMetaID(in, 2)))
+}
+
+// The pacer schedules frame k at start + k/rate: frames whose time has passed
+// (a late wake-up) are due at once instead of being skipped, so the average
+// stays at the rate.
+func TestPacerCatchesUp(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	p := newPacer(start, 1000) // one frame per millisecond
+	defer p.stop()
+	tests := []struct {
+		name string
+		now  time.Duration // since start
+		k    int
+		due  bool
+	}{
+		{"first frame at the start", 0, 0, true},
+		{"second frame waits", 0, 1, false},
+		{"woke 50 ms late: frame 10 is due", 50 * time.Millisecond, 10, true},
+		{"woke 50 ms late: frame 49 is due", 50 * time.Millisecond, 49, true},
+		{"woke 50 ms late: frame 51 waits", 50 * time.Millisecond, 51, false},
+		{"after a minute, frame 59,999 is due", time.Minute, 59_999, true},
+		{"after a minute, frame 60,001 waits", time.Minute, 60_001, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ch := p.wait(start.Add(tt.now), tt.k)
+			require.Equal(t, tt.due, ch == nil)
+		})
+	}
 }

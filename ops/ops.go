@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -74,6 +75,17 @@ func Handler(reg *prometheus.Registry, h *Health) *http.ServeMux {
 		_ = json.NewEncoder(w).Encode(map[string]any{"ready": len(fails) == 0, "failing": fails})
 	})
 	return mux
+}
+
+// MountPprof adds Go's profiling endpoints under /debug/pprof/ (CPU, heap,
+// goroutines, mutex and block profiles, execution traces). Off unless asked
+// for: a profile shows the command line, and taking one costs CPU.
+func MountPprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // Serve listens on addr and serves handler until ctx ends, then shuts the

@@ -92,6 +92,9 @@ func runStages(ctx context.Context, name string, c commonFlags, emb *embeddedFla
 		actors = append(actors, actor{name: s.name, run: s.Run})
 	}
 	mux := ops.Handler(rt.reg, rt.health)
+	if c.Pprof {
+		ops.MountPprof(mux)
+	}
 	actors = append(actors, actor{name: "ops", run: func(ctx context.Context) error {
 		return ops.Serve(ctx, c.OpsAddr, mux, rt.log)
 	}})

@@ -25,6 +25,7 @@ type commonFlags struct {
 	NATS      string
 	Replicas  int
 	OpsAddr   string
+	Pprof     bool
 	LogLevel  string
 	LogFormat string
 	Limits    limitFlags
@@ -34,6 +35,7 @@ func (c *commonFlags) register(fs *pflag.FlagSet, opsDefault string) {
 	fs.StringVar(&c.NATS, "nats", "", "NATS URL(s), comma-separated; empty starts an embedded server (run only)")
 	fs.IntVar(&c.Replicas, "stream-replicas", 1, "replicas of the streams and buckets this stage creates (3 in a cluster)")
 	fs.StringVar(&c.OpsAddr, "ops-addr", opsDefault, "listen address of /metrics, /healthz and /readyz (empty: off)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go's profiles on --ops-addr under /debug/pprof/ (for diagnosis)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal)")
 	c.Limits.register(fs)
