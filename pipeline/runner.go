@@ -138,6 +138,13 @@ type RunnerConfig struct {
 	// delivered for this long, the stage is stalled: logged, counted, not
 	// ready (default 5s).
 	StallAfter time.Duration
+	// PullBatch is how many messages one pull request asks for (default
+	// max(2×Workers, 16)). Each request is a round trip and a subscription:
+	// a larger batch costs less per message (issue 12: 256 instead of 16,
+	// about +20% evaluated events/s and -15% CPU per event), but its
+	// messages wait in the client for a worker, so keep
+	// PullBatch/Workers × the handler's time well under AckWait.
+	PullBatch int
 	// PullExpiry is how long one pull request waits at the server for
 	// messages (default 2.5s): how long an idle stage takes to notice a
 	// lost request (a server restart) and how long a drain may wait for the
@@ -218,6 +225,10 @@ func NewRunner(d Deps, cfg RunnerConfig, h Handler) (*Runner, error) {
 	if cfg.StallAfter <= 0 {
 		cfg.StallAfter = 5 * time.Second
 	}
+	if cfg.PullBatch <= 0 {
+		cfg.PullBatch = max(2*cfg.Workers, 16)
+	}
+	cfg.PullBatch = min(cfg.PullBatch, cfg.MaxAckPending)
 	if cfg.PullExpiry <= 0 {
 		cfg.PullExpiry = 2500 * time.Millisecond
 	}
@@ -447,7 +458,7 @@ func (r *Runner) started(ctx context.Context, cons jetstream.Consumer) {
 // heartbeat unsubscribes, and a message still on its way would wait out
 // AckWait (30s).
 func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- delivery) error {
-	size := max(2*r.cfg.Workers, 16)
+	size := r.cfg.PullBatch
 	filtered := len(r.cfg.FilterSubjects) > 0
 	type request struct {
 		batch jetstream.MessageBatch
