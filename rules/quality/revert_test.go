@@ -1,6 +1,7 @@
 package quality
 
 import (
+	"regexp"
 	"testing"
 	"time"
 
@@ -93,4 +94,46 @@ func TestRevertedEventsWindow(t *testing.T) {
 	}
 	assert.Equal(t, []bool{false, false, false, true, false}, RevertedEvents(evs, time.Hour))
 	assert.Equal(t, []bool{false, false, false, false, false}, RevertedEvents(evs, 30*time.Second))
+}
+
+// The filter before the expressions never turns away a summary one of
+// them matches: a false from mayRevert means no expression can match.
+func FuzzMayRevert(f *testing.F) {
+	for _, s := range []string{
+		"Undid revision 1 by X", "UNDO REVISION 2", "/* undo:0||647477898|Q */", "Reverted edits by [[User:X|X]]",
+		"rv", "RVV vandalism", "Restored revision 3", "rcwatch revert: score 0.9", "reſtored revision 4",
+		"copyedit", "", "/* Early life */ fixed typo", "Reverting possible vandalism by [[Special:Contributions/1.2.3.4|1.2.3.4]]",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if mayRevert(s) {
+			return
+		}
+		for _, re := range []*regexp.Regexp{undoRevRE, rollbackRE, rollbackCountRE, genericRevertRE} {
+			if re.MatchString(s) {
+				t.Fatalf("mayRevert(%q) = false but %v matches", s, re)
+			}
+		}
+	})
+}
+
+func TestMayRevert(t *testing.T) {
+	tests := []struct {
+		s    string
+		want bool
+	}{
+		{"copyedit", false},
+		{"/* Early life */ fixed typo", false},
+		{"", false},
+		{"Undid revision 1", true},
+		{"RV", true},
+		{"REVERTED 2 edits by X", true},
+		{"Restoring previous version", true},
+		{"reſtored revision 4", true},
+		{"observed", true}, // "rv": a false alarm the expressions then turn away
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, mayRevert(tt.s), tt.s)
+	}
 }

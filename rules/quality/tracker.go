@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -47,7 +49,9 @@ type Config struct {
 	// Timeout bounds the KV work of one event (default 2s); on timeout the
 	// event's figures are lost, logged and counted, and the event goes on.
 	Timeout time.Duration
-	// Attempts at a conflicting concurrent write (default 5).
+	// Attempts at a conflicting concurrent write (default 10), each after
+	// a short jittered pause. Within one process the workers take turns on
+	// a page (striped locks), so conflicts come only from other replicas.
 	Attempts int
 }
 
@@ -71,7 +75,7 @@ func (c *Config) defaults() {
 		c.Timeout = 2 * time.Second
 	}
 	if c.Attempts <= 0 {
-		c.Attempts = 5
+		c.Attempts = 10
 	}
 }
 
@@ -123,6 +127,14 @@ type Tracker struct {
 	log zerolog.Logger
 	m   *metrics
 
+	// pages serialises this process's workers on a page: a page key
+	// hashes to one of these locks (bounded, whatever the page count).
+	// Without it, consecutive edits of one page (a QuickStatements batch
+	// on one item) handled by parallel workers kept overwriting each
+	// other's state until the attempts ran out.
+	pages [64]sync.Mutex
+	seed  maphash.Seed
+
 	mu     sync.Mutex
 	kv     jetstream.KeyValue
 	pinned map[string]bool
@@ -146,7 +158,7 @@ func New(d pipeline.Deps, cfg Config) (*Tracker, error) {
 	// bucket fails every alerted event.
 	log := d.Logger("rules").With().Str("part", "quality").Logger().
 		Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Minute})
-	t := &Tracker{cfg: cfg, js: d.JS, log: log,
+	t := &Tracker{cfg: cfg, js: d.JS, log: log, seed: maphash.MakeSeed(),
 		m: m, pinned: map[string]bool{}, wikis: map[string]bool{}, rules: map[string]bool{}}
 	for _, w := range cfg.Wikis {
 		t.pinned[w] = true
@@ -363,7 +375,19 @@ func (t *Tracker) Observe(ctx context.Context, ev *event.RecentChange, alerted [
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
 	defer cancel()
 	key := Key(ev.Wiki, ev.Title)
+	lock := &t.pages[maphash.String(t.seed, key)%uint64(len(t.pages))]
+	lock.Lock()
+	defer lock.Unlock()
 	for attempt := 0; attempt < t.cfg.Attempts; attempt++ {
+		if attempt > 0 { // another replica wrote the page: let it finish
+			pause := time.Duration(attempt) * time.Millisecond
+			select {
+			case <-time.After(pause/2 + rand.N(pause/2+1)):
+			case <-ctx.Done():
+				t.fail("put", ev, ctx.Err())
+				return
+			}
+		}
 		var st pageState
 		var last uint64
 		e, err := kv.Get(ctx, key)
