@@ -14,6 +14,7 @@ import (
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/mediawiki"
 	"github.com/rcwatch/rcwatch/rules"
+	"github.com/rcwatch/rcwatch/rules/quality"
 )
 
 // MissingEditTime names the edit-time context (warnings, page age, reverts,
@@ -156,18 +157,16 @@ func (e *Enricher) recentReverts(ctx context.Context, c *mediawiki.Client, ev *e
 // revertTags are MediaWiki's change tags of reverts.
 var revertTags = map[string]bool{"mw-undo": true, "mw-rollback": true, "mw-manual-revert": true}
 
-// revertSummaryRE matches the summaries MediaWiki (undo, rollback) and the
-// patrol tools (Twinkle, Huggle, ClueBot NG, STiki) write when they revert.
-var revertSummaryRE = regexp.MustCompile(`(?i)^\s*(undid revision|reverted (\d+ )?edits? by|revert(ed|ing)? (to|vandalism|edit)|rv[v]?\b|rollback|reverting possible vandalism|restor(ed|ing) revision)`)
-
-// IsRevert reports whether a revision's summary or tags mark a revert.
+// IsRevert reports whether a revision's summary or tags mark a revert. The
+// summaries are read by the same recogniser as the live self-measurement
+// and the offline labels (quality.RevertSummary).
 func IsRevert(summary string, tags []string) bool {
 	for _, t := range tags {
 		if revertTags[t] {
 			return true
 		}
 	}
-	return revertSummaryRE.MatchString(summary)
+	return quality.RevertSummary(summary)
 }
 
 func (e *Enricher) ipEdits(ctx context.Context, c *mediawiki.Client, ev *event.RecentChange, at time.Time, newID int64) (int64, error) {

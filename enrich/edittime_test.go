@@ -120,10 +120,12 @@ func TestEnrichIPEditsBefore(t *testing.T) {
 
 func TestIsRevert(t *testing.T) {
 	for _, s := range []string{"Undid revision 123 by [[Special:Contributions/X|X]]", "Reverted edits by X to last version by Y",
-		"Reverting possible vandalism by X to version by Y. Report False Positive? Thanks, [[WP:CBNG|ClueBot NG]]", "rvv"} {
+		"Reverting possible vandalism by X to version by Y. Report False Positive? Thanks, [[WP:CBNG|ClueBot NG]]", "rvv",
+		"Revert as per wikipedia BLP provision, unsourced and untrue", "Rollback to the last good version"} {
 		assert.True(t, enrich.IsRevert(s, nil), s)
 	}
 	assert.True(t, enrich.IsRevert("", []string{"mw-rollback"}))
-	assert.False(t, enrich.IsRevert("Reverting the order of the list is wrong; fixed", nil))
+	assert.False(t, enrich.IsRevert("Fixed the description of the revert button", nil))
+	assert.False(t, enrich.IsRevert("observed undercurrents", nil), "words with rv or und inside")
 	assert.False(t, enrich.IsRevert("copyedit", []string{"visualeditor"}))
 }

@@ -47,7 +47,7 @@ var (
 	rollbackCountRE = regexp.MustCompile(`(?i)reverted (\d+) edits? by`)
 	// genericRevertRE: other revert summaries, rcwatch's own included (its
 	// undo sends a summary, so MediaWiki writes no undo autosummary).
-	genericRevertRE = regexp.MustCompile(`(?i)^\s*(?:/\*[^*]*\*/\s*)?(?:rv[v]?\b|revert(?:ed|ing)?\b|undo\b|restor(?:e|ed|ing) (?:revision|previous version)|rcwatch revert:)`)
+	genericRevertRE = regexp.MustCompile(`(?i)^\s*(?:/\*[^*]*\*/\s*)?(?:rv[v]?\b|revert(?:ed|ing)?\b|undo\b|rollback\b|restor(?:e|ed|ing) (?:revision|previous version)|rcwatch revert:)`)
 )
 
 // Revert is what one edit's summary and revision say it reverted.
@@ -105,7 +105,7 @@ func Recognise(ev *event.RecentChange) (Revert, bool) {
 
 // revertWords: every summary the expressions above match holds one of
 // these, in any case ("und": undid, undo; "rv": rv, rvv).
-var revertWords = []string{"revert", "und", "rv", "restor"}
+var revertWords = []string{"revert", "und", "rv", "restor", "rollback"}
 
 // mayRevert is a cheap filter before the expressions: false means none of
 // them can match. Case-insensitive expressions have no literal prefix to
@@ -143,6 +143,13 @@ func containsFoldASCII(s, w string) bool {
 		}
 	}
 	return false
+}
+
+// RevertSummary reports whether an edit summary says the edit reverts
+// (the summaries Recognise reads, whatever the edit's revision): for
+// the enricher, which reads a page's history from the Action API.
+func RevertSummary(s string) bool {
+	return mayRevert(s) && (undoRevRE.MatchString(s) || rollbackRE.MatchString(s) || genericRevertRE.MatchString(s))
 }
 
 // SameUser compares user names as MediaWiki does ('_' is ' ').

@@ -54,6 +54,7 @@ func TestRecognise(t *testing.T) {
 		{"rcwatch tag", "rcwatch tag: rule stale-citation (rcw:28f7e91968). Wrong? Report at [[User talk:ExampleBot]]", Revert{}, false},
 		{"revert with reason", "Revert unexplained removal by [[Special:Contributions/84.202.86.61|84.202.86.61]] ([[User talk:84.202.86.61|talk]]) - source shows NH90, S-92, EC225, AW101 and V-22.",
 			Revert{Kind: KindRevert, Revs: []int64{41}}, true},
+		{"rollback by hand", "Rollback to the last good version", Revert{Kind: KindRevert, Revs: []int64{41}}, true},
 		{"revert per policy", "Revert as per wikipedia BLP provision, unsourced and untrue", Revert{Kind: KindRevert, Revs: []int64{41}}, true},
 		{"hidden user", "Reverted edits by a hidden user to last revision by Admin", Revert{Kind: KindRevert, Revs: []int64{41}}, true},
 		{"prose", "Page was vandilated, I'm simply undoing that (for the second time, vandalism bot already did it once but it was re-vandalized).", Revert{}, false},
