@@ -1,6 +1,7 @@
 package quality_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -71,4 +72,17 @@ func benchStage(b *testing.B, window time.Duration) {
 		Engine: rules.EngineConfig{MaxMatchRate: -1}, Quality: quality.Config{Window: window}}, nil)
 	require.NoError(b, err)
 	natstest.BenchStage(b, js, s, pipeline.StreamRecentChange, "rules")
+	if window > 0 {
+		// What the self-measurement keeps: bytes per page key in its bucket
+		// (with -benchtime 2305x, one pass over the recordings: each page as
+		// often as it was edited there).
+		kv, err := js.KeyValue(context.Background(), pipeline.BucketQuality)
+		require.NoError(b, err)
+		st, err := kv.Status(context.Background())
+		require.NoError(b, err)
+		b.ReportMetric(float64(st.Values()), "keys")
+		if st.Values() > 0 {
+			b.ReportMetric(float64(st.Bytes())/float64(st.Values()), "bytes/key")
+		}
+	}
 }
