@@ -138,12 +138,13 @@ type RunnerConfig struct {
 	// delivered for this long, the stage is stalled: logged, counted, not
 	// ready (default 5s).
 	StallAfter time.Duration
-	// PullBatch is how many messages one pull request asks for (default
+	// PullBatch is the most messages one pull request asks for (default
 	// max(2×Workers, 16)). Each request is a round trip and a subscription:
 	// a larger batch costs less per message (issue 12: 256 instead of 16,
-	// about +20% evaluated events/s and -15% CPU per event), but its
-	// messages wait in the client for a worker, so keep
-	// PullBatch/Workers × the handler's time well under AckWait.
+	// about +25% evaluated events/s and -15% CPU per event). A batch's
+	// messages wait in the client for a worker, so the runner asks for
+	// fewer when its handlers are slow: no more than the workers finish in
+	// a quarter of AckWait at their recent pace (see pullBatch).
 	PullBatch int
 	// PullExpiry is how long one pull request waits at the server for
 	// messages (default 2.5s): how long an idle stage takes to notice a
@@ -165,6 +166,7 @@ type Runner struct {
 	now     func() time.Time
 
 	lastDelivery atomic.Int64 // unix ns of the newest delivery or handler end (or of the start)
+	handleAvg    atomic.Int64 // moving average of the handler's time, ns (0: none yet)
 	inflight     atomic.Int64 // messages received and not yet acknowledged
 	consuming    atomic.Bool
 	stalled      atomic.Bool
@@ -458,11 +460,11 @@ func (r *Runner) started(ctx context.Context, cons jetstream.Consumer) {
 // heartbeat unsubscribes, and a message still on its way would wait out
 // AckWait (30s).
 func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- delivery) error {
-	size := r.cfg.PullBatch
 	filtered := len(r.cfg.FilterSubjects) > 0
 	type request struct {
 		batch jetstream.MessageBatch
 		msgs  <-chan jetstream.Msg
+		size  int
 		taken int
 	}
 	var perr error
@@ -470,19 +472,20 @@ func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- 
 		if perr != nil || ctx.Err() != nil {
 			return nil
 		}
+		size := pullBatch(r.cfg.PullBatch, r.cfg.Workers, r.cfg.AckWait, time.Duration(r.handleAvg.Load()))
 		b, err := cons.Fetch(size, jetstream.FetchMaxWait(r.cfg.PullExpiry))
 		if err != nil {
 			perr = fmt.Errorf("requesting messages from %s: %w", r.cfg.Durable, err)
 			return nil
 		}
-		return &request{batch: b, msgs: b.Messages()}
+		return &request{batch: b, msgs: b.Messages(), size: size}
 	}
 	done := ctx.Done()
 	cur := fetch()
 	var next *request
 	for cur != nil {
 		r.consuming.Store(true)
-		if next == nil && cur.taken+len(cur.msgs) >= size {
+		if next == nil && cur.taken+len(cur.msgs) >= cur.size {
 			next = fetch() // the server has delivered all of cur: none of next's can come before
 		}
 		var (
@@ -522,6 +525,20 @@ func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- 
 		return nil
 	}
 	return perr
+}
+
+// pullBatch is the size of the next pull request: up to most, but no more
+// than workers can handle within a quarter of ackWait at avg per message
+// (the messages of a batch wait in the client for a worker, and one that
+// waits past AckWait is redelivered), and at least one per worker. Before
+// any handler has finished (avg 0) it is the small default batch: the
+// first handlers may be slow (cold caches, enrichment).
+func pullBatch(most, workers int, ackWait, avg time.Duration) int {
+	if avg <= 0 {
+		return min(most, max(2*workers, 16))
+	}
+	n := int64(workers) * int64(ackWait/4) / int64(avg)
+	return int(min(int64(most), max(n, int64(workers))))
 }
 
 // checkGap is called in delivery order with the stream sequence of each
@@ -592,7 +609,13 @@ func (r *Runner) handle(ctx context.Context, stop <-chan struct{}, d delivery) {
 	}
 	start := time.Now()
 	herr := r.handler(ctx, msg)
-	r.m.latency.Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	r.m.latency.Observe(took.Seconds())
+	if avg := r.handleAvg.Load(); avg == 0 {
+		r.handleAvg.Store(max(int64(took), 1))
+	} else { // an update lost to another worker's is of no matter
+		r.handleAvg.Store(max(avg+(int64(took)-avg)/8, 1))
+	}
 	out := Classify(herr, delivered, r.cfg.MaxDeliver)
 	var err error
 	switch out {

@@ -19,12 +19,14 @@ import (
 )
 
 // startPullRunner runs a one-worker runner on RECENTCHANGE that records
-// the stream sequence of every message it handles, in handling order.
-func startPullRunner(t *testing.T, js jetstream.JetStream, reg *prometheus.Registry, cfg pipeline.RunnerConfig) (handled func() []uint64) {
+// the stream sequence of every message it handles, in handling order; each
+// message takes the handler work long.
+func startPullRunner(t *testing.T, js jetstream.JetStream, reg *prometheus.Registry, cfg pipeline.RunnerConfig, work time.Duration) (handled func() []uint64) {
 	t.Helper()
 	var mu sync.Mutex
 	var seqs []uint64
 	h := func(_ context.Context, m jetstream.Msg) error {
+		time.Sleep(work) // the handler's own work (an API call, say)
 		md, err := m.Metadata()
 		require.NoError(t, err)
 		mu.Lock()
@@ -63,7 +65,7 @@ func TestRunnerPullsInOrderAcrossBatches(t *testing.T) {
 		t.Fatal("publishing timed out")
 	}
 	reg := prometheus.NewRegistry()
-	handled := startPullRunner(t, js, reg, pipeline.RunnerConfig{})
+	handled := startPullRunner(t, js, reg, pipeline.RunnerConfig{}, 0)
 	require.Eventually(t, func() bool { return len(handled()) == n }, 30*time.Second, 10*time.Millisecond)
 	got := handled()
 	for i, seq := range got {
@@ -80,7 +82,7 @@ func TestRunnerKeepsPullingThroughExpiries(t *testing.T) {
 	_, js := srv.Connect(t)
 	ctx := context.Background()
 	expiry := 100 * time.Millisecond
-	handled := startPullRunner(t, js, prometheus.NewRegistry(), pipeline.RunnerConfig{PullExpiry: expiry})
+	handled := startPullRunner(t, js, prometheus.NewRegistry(), pipeline.RunnerConfig{PullExpiry: expiry}, 0)
 
 	for round := 1; round <= 3; round++ {
 		_, err := js.Publish(ctx, "rc.testwiki.edit", []byte(strconv.Itoa(round)))
@@ -93,4 +95,30 @@ func TestRunnerKeepsPullingThroughExpiries(t *testing.T) {
 			return err == nil && c.CachedInfo().NumWaiting >= 1 && time.Since(idleSince) > 5*expiry
 		}, 10*time.Second, 20*time.Millisecond)
 	}
+}
+
+// With a large PullBatch and a slow handler, the runner asks for no more
+// than its workers finish well within AckWait: nothing waits in the client
+// until the server redelivers it. (With a fixed batch of 256 the 80
+// messages arrive at once, the last ones wait 3.2 s for the one worker, and
+// those past the 2-s AckWait are redelivered and handled twice.)
+func TestRunnerBatchFollowsHandlerPace(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	const n = 80
+	for i := range n {
+		_, err := js.PublishAsync("rc.testwiki.edit", []byte(strconv.Itoa(i)))
+		require.NoError(t, err)
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatal("publishing timed out")
+	}
+	reg := prometheus.NewRegistry()
+	handled := startPullRunner(t, js, reg, pipeline.RunnerConfig{PullBatch: 256, AckWait: 2 * time.Second}, 40*time.Millisecond)
+	require.Eventually(t, func() bool { return len(handled()) >= n }, time.Minute, 10*time.Millisecond)
+	natstest.WaitConsumerDone(t, js, pipeline.StreamRecentChange, "test", 30*time.Second)
+	assert.Len(t, handled(), n, "each message handled once")
+	assert.Equal(t, 0.0, metrictest.Sum(t, reg, "rcwatch_stage_redeliveries_total"))
 }
