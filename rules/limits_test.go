@@ -229,3 +229,72 @@ func TestStageReloadRefusesHostileFile(t *testing.T) {
 	ev := mustEvent(t, `{"meta":{"id":"a"},"type":"edit"}`)
 	assert.Equal(t, []string{"r"}, alertRules(s.Engine().Eval(context.Background(), ev, nil, t0)))
 }
+
+// Rule files are size-checked before they are read: a sparse file of
+// several GB (nothing on disk, GBs if read) is refused naming the file and
+// the limit, at start and on a hot reload (the old rules keep running, the
+// reload is counted as an error). A file whose size Stat does not tell
+// (/dev/zero behind a symlink) is read no further than the limit.
+func TestReadSourcesLimitRefusesHugeFiles(t *testing.T) {
+	const huge = 8 << 30
+	sparse := func(t *testing.T, dir, name string) string {
+		f := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(f, nil, 0o644))
+		require.NoError(t, os.Truncate(f, huge))
+		return f
+	}
+	tests := []struct {
+		name string
+		make func(t *testing.T, dir string) string // the file that is too large
+		want string
+	}{
+		{"sparse rule file", func(t *testing.T, dir string) string { return sparse(t, dir, "huge.yaml") },
+			"the file is 8589934592 bytes and rule files together may be at most 4194304 bytes"},
+		{"sparse list file", func(t *testing.T, dir string) string { return sparse(t, dir, "huge.list") },
+			"the file is 8589934592 bytes and the limit is 8388608 bytes per list file"},
+		{"rule files together", func(t *testing.T, dir string) string {
+			for _, n := range []string{"a.yaml", "b.yaml"} {
+				require.NoError(t, os.WriteFile(filepath.Join(dir, n), make([]byte, 3<<20), 0o644))
+			}
+			return filepath.Join(dir, "b.yaml")
+		}, "the file is 3145728 bytes and rule files together may be at most 4194304 bytes (3145728 read before it)"},
+		{"endless device", func(t *testing.T, dir string) string {
+			f := filepath.Join(dir, "zero.list")
+			require.NoError(t, os.Symlink("/dev/zero", f))
+			return f
+		}, "the file has more than 8388608 bytes and the limit is 8388608 bytes per list file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bad := tc.make(t, dir)
+			_, err := ReadSources([]string{dir})
+			require.ErrorIs(t, err, ErrTooLarge)
+			assert.Contains(t, err.Error(), "reading rules "+bad+": ")
+			assert.Contains(t, err.Error(), tc.want)
+
+			// Start: refused.
+			_, err = NewStage(pipeline.Deps{Reg: prometheus.NewRegistry(), Log: zerolog.Nop()}, StageConfig{Paths: []string{dir}}, nil)
+			require.ErrorIs(t, err, ErrTooLarge)
+
+			// Hot reload: refused, counted, the old rules keep running.
+			require.NoError(t, os.Rename(dir, dir+".bad"))
+			good := filepath.Join(t.TempDir(), "rules")
+			require.NoError(t, os.Mkdir(good, 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(good, "rules.yaml"), []byte("rules:\n  - id: r\n    severity: low\n    when: type == \"edit\"\n"), 0o644))
+			s, err := NewStage(pipeline.Deps{Reg: prometheus.NewRegistry(), Log: zerolog.Nop()}, StageConfig{Paths: []string{good}}, nil)
+			require.NoError(t, err)
+			require.NoError(t, os.RemoveAll(good))
+			require.NoError(t, os.Rename(dir+".bad", good))
+			for range 2 { // each check of the files is counted
+				changed, err := s.Reload()
+				require.ErrorIs(t, err, ErrTooLarge)
+				assert.False(t, changed)
+			}
+			assert.Equal(t, 0.0, testutil.ToFloat64(s.Engine().m.reloadOK))
+			assert.Equal(t, 2.0, testutil.ToFloat64(s.Engine().m.reloads.WithLabelValues("error")))
+			ev := mustEvent(t, `{"meta":{"id":"a"},"type":"edit"}`)
+			assert.Equal(t, []string{"r"}, alertRules(s.Engine().Eval(context.Background(), ev, nil, t0)))
+		})
+	}
+}

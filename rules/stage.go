@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,8 +28,15 @@ import (
 // *.yaml, *.yml, *.list and *.txt files (sorted; names starting with '.'
 // are skipped, which skips a Kubernetes ConfigMap's ..data links while
 // following the file symlinks to the current content).
+//
+// Sizes are checked before reading, and reads are bounded: a list file
+// over DefaultMaxFileBytes, or rule files over DefaultMaxRuleBytes
+// together, are refused with ErrTooLarge naming the file and the limit,
+// without loading them (a multi-GB file is never read into memory, at
+// start or on a hot reload).
 func ReadSources(paths []string) ([]Source, error) {
 	var out []Source
+	ruleBytes := 0 // read so far from rule (not list) files
 	for _, p := range paths {
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -56,14 +64,50 @@ func ReadSources(paths []string) ([]Source, error) {
 			sort.Strings(files)
 		}
 		for _, f := range files {
-			data, err := os.ReadFile(f)
+			limit, what := DefaultMaxRuleBytes-ruleBytes, fmt.Sprintf("rule files together may be at most %d bytes (%d read before it)", DefaultMaxRuleBytes, ruleBytes)
+			if IsListFile(f) {
+				limit, what = DefaultMaxFileBytes, fmt.Sprintf("the limit is %d bytes per list file; split it", DefaultMaxFileBytes)
+			}
+			data, err := readLimited(f, limit, what)
 			if err != nil {
-				return nil, fmt.Errorf("reading rules %s: %w", f, err)
+				return nil, err
+			}
+			if !IsListFile(f) {
+				ruleBytes += len(data)
 			}
 			out = append(out, Source{Name: f, Data: data})
 		}
 	}
 	return out, nil
+}
+
+// readLimited reads file f if it has at most limit bytes: its size is
+// checked first (Stat of the open file), and the read stops past limit
+// (a file that grows, or a device whose size Stat does not tell).
+func readLimited(f string, limit int, what string) ([]byte, error) {
+	fh, err := os.Open(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading rules %s: %w", f, err)
+	}
+	defer fh.Close()
+	tooLarge := func(size int64) error {
+		return fmt.Errorf("reading rules %s: %w: the file is %d bytes and %s", f, ErrTooLarge, size, what)
+	}
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading rules %s: %w", f, err)
+	}
+	if fi.Size() > int64(limit) {
+		return nil, tooLarge(fi.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(fh, int64(limit)+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading rules %s: %w", f, err)
+	}
+	if len(data) > limit {
+		return nil, fmt.Errorf("reading rules %s: %w: the file has more than %d bytes and %s", f, ErrTooLarge, limit, what)
+	}
+	return data, nil
 }
 
 // hashSources is the content hash that decides a reload.
