@@ -61,6 +61,12 @@ type Ref struct {
 	Comment    string `json:"comment,omitempty"`
 	LogType    string `json:"log_type,omitempty"`
 	LogAction  string `json:"log_action,omitempty"`
+	// What the enricher fetched about the performer, when a rule needed
+	// it (absent: unknown): the account's edit count as fetched, shortly
+	// after the edit, and its registration time in unix seconds. Only for
+	// accounts (named or temporary), never for an IP.
+	UserEditCount    *int64 `json:"user_edit_count,omitempty"`
+	UserRegistration int64  `json:"user_registration,omitempty"`
 }
 
 // Alert is what the rules stage publishes to ALERTS (subject

@@ -243,6 +243,11 @@ type evalState struct {
 	timed    bool   // measure each rule's time in this evaluation
 	inList   func(string, string) bool
 	contains func(string, string) bool
+	// The performer as the enricher fetched it (userKnown false: not
+	// fetched); alerts carry it in their event reference.
+	userKnown     bool
+	userEditCount int64
+	userReg       time.Time
 }
 
 func newEvalState(cfg *EngineConfig, kvl *kvLists) *evalState {
@@ -263,6 +268,7 @@ func (st *evalState) reset(lists *Lists, now time.Time, n int) {
 	st.vars = Vars{InList: st.inList, ListContains: st.contains, meter: &st.meter}
 	st.lists, st.now, st.done = lists, now, 0
 	st.feat = detect.Features{}
+	st.userKnown, st.userEditCount, st.userReg = false, 0, time.Time{}
 	if cap(st.status) < n {
 		st.status = make([]int8, n)
 	}
@@ -509,6 +515,9 @@ func (e *Engine) enrich(ctx context.Context, st *evalState, ev *event.RecentChan
 		notes = append(notes, "missing: "+m)
 	}
 	st.vars.fillEnrichment(en, got, st.evTime)
+	if got.User {
+		st.userKnown, st.userEditCount, st.userReg = true, en.UserEditCount, en.UserRegistration
+	}
 	return have.union(got), notes
 }
 
@@ -550,7 +559,7 @@ func (e *Engine) matched(st *evalState, ar *activeRule, ev *event.RecentChange, 
 	}
 	a := event.Alert{
 		ID: event.AlertID(ar.ID, ev.Meta.ID), Rule: event.RuleRef{ID: ar.ID, Version: ar.Version},
-		Severity: ar.Severity, Score: score, Reasons: reasons, Event: event.RefOf(ev),
+		Severity: ar.Severity, Score: score, Reasons: reasons, Event: st.ref(ev),
 		DetectedAt: now, Actions: ar.Actions, Tags: ar.Tags,
 	}
 	if missing := ar.Need.minus(have); missing.Any() {
@@ -559,6 +568,20 @@ func (e *Engine) matched(st *evalState, ar *activeRule, ev *event.RecentChange, 
 	}
 	ar.st.alerts.Add(1)
 	return a, true
+}
+
+// ref is the alert's event reference, with the performer's edit count and
+// registration when the enricher fetched them for an account.
+func (st *evalState) ref(ev *event.RecentChange) event.Ref {
+	r := event.RefOf(ev)
+	if st.userKnown && (r.UserType == "named" || r.UserType == "temp") {
+		n := st.userEditCount
+		r.UserEditCount = &n
+		if !st.userReg.IsZero() {
+			r.UserRegistration = st.userReg.Unix()
+		}
+	}
+	return r
 }
 
 // reason describes a condition that held, with the values of the

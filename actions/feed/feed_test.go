@@ -88,6 +88,36 @@ func TestAPIFilters(t *testing.T) {
 	})
 }
 
+// A named account the enrichment found not autoconfirmed is "new" with
+// the shipped rules, which tag nothing new-user.
+func TestNewAccountFromEnrichment(t *testing.T) {
+	e := newEnv(t)
+	year := 365 * 24 * time.Hour
+	fresh, _ := e.alert(t, "enwiki", "A", withUser("Fresh"), withAccount(3, year))
+	e.alert(t, "enwiki", "B", withUser("Veteran"), withAccount(5000, year))
+	young, _ := e.alert(t, "enwiki", "C", withUser("Young"), withAccount(40, 2*24*time.Hour))
+	e.alert(t, "enwiki", "D", withUser("Unknown"))
+	r := e.start(t, feed.Config{})
+	var got feed.AlertsResponse
+	require.Eventually(t, func() bool {
+		_, got = getAlerts(t, r.srv.URL, "user=new")
+		return len(got.Alerts) == 2
+	}, 5*time.Second, 20*time.Millisecond)
+	assert.Equal(t, []uint64{young, fresh}, seqs(got.Alerts))
+	for _, it := range got.Alerts {
+		assert.Equal(t, feed.ClassNew, it.UserClass)
+		require.NotNil(t, it.Alert.Event.UserEditCount, "the API carries what the class was decided on")
+		assert.NotZero(t, it.Alert.Event.UserRegistration)
+	}
+	_, all := getAlerts(t, r.srv.URL, "user=named")
+	classes := map[string]string{}
+	for _, it := range all.Alerts {
+		classes[it.Alert.Event.User] = it.UserClass
+	}
+	assert.Equal(t, map[string]string{"Fresh": feed.ClassNew, "Veteran": feed.ClassNamed,
+		"Young": feed.ClassNew, "Unknown": feed.ClassNamed}, classes)
+}
+
 func TestBackfillWindow(t *testing.T) {
 	e := newEnv(t)
 	e.alert(t, "enwiki", "Old")

@@ -90,6 +90,15 @@ func withSeverity(s string) alertOpt {
 func withComment(c string) alertOpt { return func(a *event.Alert) { a.Event.Comment = c } }
 func withTags(t ...string) alertOpt { return func(a *event.Alert) { a.Tags = t } }
 
+// withAccount sets what the rules stage's enrichment fetched about the
+// performer: its edit count and its registration, age before the edit.
+func withAccount(edits int64, age time.Duration) alertOpt {
+	return func(a *event.Alert) {
+		a.Event.UserEditCount = &edits
+		a.Event.UserRegistration = time.Unix(a.Event.Timestamp, 0).Add(-age).Unix()
+	}
+}
+
 // alert publishes an alert for an edit of title on wiki and returns its
 // stream sequence and the alert.
 func (e *env) alert(t testing.TB, wiki, title string, opts ...alertOpt) (uint64, *event.Alert) {

@@ -132,3 +132,49 @@ func TestAddAlertOutsideWindow(t *testing.T) {
 	assert.Equal(t, uint64(8), f.ringFrom)
 	assert.Equal(t, uint64(7), f.seq)
 }
+
+func TestClassOf(t *testing.T) {
+	edit := time.Date(2024, 2, 6, 17, 0, 0, 0, time.UTC)
+	n := func(v int64) *int64 { return &v }
+	reg := func(before time.Duration) int64 { return edit.Add(-before).Unix() }
+	for _, tc := range []struct {
+		name  string
+		user  string
+		count *int64
+		reg   int64
+		tags  []string
+		noTS  bool
+		want  string
+	}{
+		{name: "ip", user: "192.0.2.7", want: ClassIP},
+		{name: "ipv6", user: "2001:db8::1", want: ClassIP},
+		{name: "temporary", user: "~2024-12345", want: ClassTemp},
+		{name: "redacted", user: "", want: ""},
+		{name: "named, nothing known", user: "Alice", want: ClassNamed},
+		{name: "tagged new-user", user: "Alice", tags: []string{"vandalism", TagNewUser}, want: ClassNew},
+		{name: "no edits yet", user: "Alice", count: n(0), want: ClassNew},
+		{name: "9 edits", user: "Alice", count: n(9), reg: reg(30 * 24 * time.Hour), want: ClassNew},
+		{name: "10 edits, old", user: "Alice", count: n(10), reg: reg(4 * 24 * time.Hour), want: ClassNamed},
+		{name: "many edits, registered yesterday", user: "Alice", count: n(500), reg: reg(24 * time.Hour), want: ClassNew},
+		{name: "just under 4 days", user: "Alice", count: n(50), reg: reg(4*24*time.Hour - time.Second), want: ClassNew},
+		{name: "registration only, old", user: "Alice", reg: reg(365 * 24 * time.Hour), want: ClassNamed},
+		{name: "registration only, new", user: "Alice", reg: reg(time.Hour), want: ClassNew},
+		{name: "count only, experienced", user: "Alice", count: n(10), want: ClassNamed},
+		{name: "no event time: detection time", user: "Alice", reg: reg(time.Hour), noTS: true, want: ClassNew},
+		{name: "an IP's count is not an account's", user: "192.0.2.7", count: n(0), want: ClassIP},
+		{name: "a temporary account stays temp", user: "~2024-12345", count: n(0), want: ClassTemp},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &event.Alert{Tags: tc.tags, DetectedAt: edit.Add(time.Minute), Event: event.Ref{
+				User: tc.user, Timestamp: edit.Unix(), UserEditCount: tc.count, UserRegistration: tc.reg}}
+			if tc.noTS {
+				a.Event.Timestamp = 0
+				a.DetectedAt = edit
+			}
+			assert.Equal(t, tc.want, ClassOf(a))
+			// "named" selects new accounts too; "new" only them.
+			f := Filter{Users: []string{ClassNew}}
+			assert.Equal(t, tc.want == ClassNew, f.Match(a))
+		})
+	}
+}
