@@ -128,3 +128,42 @@ func TestPackPostsToOurOwnChannels(t *testing.T) {
 	}
 	assert.True(t, slices.ContainsFunc(knownRules(t), func(r *rules.Rule) bool { return r.ID == "citation-dead-no-archive" }))
 }
+
+// The Toolforge job's IRC config loads and takes every secret from an
+// environment variable (set with `toolforge envvars`): a job has no
+// /run/secrets. DEPLOY.md's Toolforge steps copy this file, not the
+// general example (whose second network reads a file secret).
+func TestToolforgeIRCConfigSecretsFromEnvOnly(t *testing.T) {
+	const f = "toolforge/irc.yaml"
+	cfg, err := irc.LoadConfig(f)
+	require.NoError(t, err)
+	require.NotEmpty(t, cfg.Networks)
+	secrets := 0
+	for _, n := range cfg.Networks {
+		for what, s := range map[string]irc.Secret{"sasl_password": n.SASLPassword, "server_password": n.ServerPassword} {
+			if !s.IsSet() {
+				continue
+			}
+			secrets++
+			assert.Empty(t, s.File, "%s: network %s %s reads a file; on Toolforge use {env: …}", f, n.Name, what)
+			require.NotEmpty(t, s.Env, "%s: network %s %s", f, n.Name, what)
+			t.Setenv(s.Env, "")
+			_, err := s.Resolve()
+			assert.Error(t, err, "%s: %s resolves with %s empty", f, what, s.Env)
+			t.Setenv(s.Env, "from-toolforge-envvars")
+			v, err := s.Resolve()
+			require.NoError(t, err, "%s: %s", f, what)
+			assert.Equal(t, "from-toolforge-envvars", v)
+		}
+	}
+	assert.Positive(t, secrets, "the Toolforge example shows how a secret is given")
+
+	doc, err := os.ReadFile("../docs/DEPLOY.md")
+	require.NoError(t, err)
+	start := strings.Index(string(doc), "## 2. Toolforge")
+	end := strings.Index(string(doc), "## Storage limits")
+	require.True(t, start >= 0 && end > start, "DEPLOY.md has a Toolforge section")
+	section := string(doc)[start:end]
+	assert.Contains(t, section, "deploy/toolforge/irc.yaml", "the Toolforge steps copy the Toolforge IRC example")
+	assert.NotContains(t, section, "deploy/examples/irc.yaml", "the general example has a file secret that fails on Toolforge")
+}

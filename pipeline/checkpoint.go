@@ -17,40 +17,68 @@ import (
 // the last event every stage had finished: ResumeFrom is the event time
 // (meta.dt) of the oldest event some durable consumer of RECENTCHANGE or
 // ALERTS has not acknowledged yet, or of the newest stored event when all
-// are done. Reading the source again from that time skips nothing; what it
-// repeats is described in docs/DEPLOY.md.
+// are done. Reading the source again from that time skips nothing that was
+// still stored; what retention had removed before a stage finished it is
+// reported by ResumePoint (Resume.Lost). What a restart repeats and what it
+// cannot recover are described in docs/DEPLOY.md.
 type Checkpoint struct {
 	ResumeFrom time.Time `json:"resume_from"`
 	WrittenAt  time.Time `json:"written_at"`
 }
 
+// Resume is what ResumePoint found: From is the checkpoint's ResumeFrom
+// (zero while RECENTCHANGE is empty); Lost lists, per durable consumer,
+// the messages it had not finished that retention removed: From is past
+// them, so a restart from the checkpoint does not read them again.
+type Resume struct {
+	From time.Time
+	Lost []Loss
+}
+
+// Loss is a range of stream sequences a durable consumer had not
+// acknowledged when the stream's byte or age limit (DiscardOld) removed
+// them. Their event times are gone with them; KeptFrom, the event time of
+// the first message still stored, is later than all of them.
+type Loss struct {
+	Stream, Consumer    string
+	FromSeq, ThroughSeq uint64
+	KeptFrom            time.Time
+}
+
+// Count is the number of sequences lost (deleted messages among them
+// included: at most that many events).
+func (l Loss) Count() uint64 { return l.ThroughSeq - l.FromSeq + 1 }
+
 // ResumePoint computes the checkpoint's ResumeFrom from the streams and
-// their durable consumers; ok is false while RECENTCHANGE is empty.
-func ResumePoint(ctx context.Context, js jetstream.JetStream) (resume time.Time, ok bool, err error) {
+// their durable consumers. A consumer whose first unacknowledged message
+// is older than the stream's first is resumed from the first kept message
+// and reported in Lost: the events between were dropped by retention
+// before that stage finished them.
+func ResumePoint(ctx context.Context, js jetstream.JetStream) (Resume, error) {
 	rc, err := js.Stream(ctx, StreamRecentChange)
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("reading stream %s: %w", StreamRecentChange, err)
+		return Resume{}, fmt.Errorf("reading stream %s: %w", StreamRecentChange, err)
 	}
 	info, err := rc.Info(ctx)
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("reading stream %s: %w", StreamRecentChange, err)
+		return Resume{}, fmt.Errorf("reading stream %s: %w", StreamRecentChange, err)
 	}
 	if info.State.Msgs == 0 {
-		return time.Time{}, false, nil
+		return Resume{}, nil
 	}
 	last, err := eventTimeAt(ctx, rc, StreamRecentChange, info.State.LastSeq, info.State.FirstSeq)
 	if err != nil {
-		return time.Time{}, false, err
+		return Resume{}, err
 	}
-	resume = last
+	res := Resume{From: last}
 	for _, name := range []string{StreamRecentChange, StreamAlerts} {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
-			return time.Time{}, false, fmt.Errorf("reading stream %s: %w", name, err)
+			return Resume{}, fmt.Errorf("reading stream %s: %w", name, err)
 		}
 		si, err := s.Info(ctx)
 		if err != nil {
-			return time.Time{}, false, fmt.Errorf("reading stream %s: %w", name, err)
+			return Resume{}, fmt.Errorf("reading stream %s: %w", name, err)
 		}
 		lister := s.ListConsumers(ctx)
 		for ci := range lister.Info() {
@@ -61,19 +89,24 @@ func ResumePoint(ctx context.Context, js jetstream.JetStream) (resume time.Time,
 			if next > si.State.LastSeq {
 				continue // caught up
 			}
-			t, err := eventTimeAt(ctx, s, name, max(next, si.State.FirstSeq), si.State.FirstSeq)
+			first := si.State.FirstSeq
+			t, err := eventTimeAt(ctx, s, name, max(next, first), first)
 			if err != nil {
-				return time.Time{}, false, err
+				return Resume{}, err
 			}
-			if t.Before(resume) {
-				resume = t
+			if next < first {
+				res.Lost = append(res.Lost, Loss{Stream: name, Consumer: ci.Config.Durable,
+					FromSeq: next, ThroughSeq: first - 1, KeptFrom: t})
+			}
+			if t.Before(res.From) {
+				res.From = t
 			}
 		}
 		if err := lister.Err(); err != nil {
-			return time.Time{}, false, fmt.Errorf("listing consumers of %s: %w", name, err)
+			return Resume{}, fmt.Errorf("listing consumers of %s: %w", name, err)
 		}
 	}
-	return resume, true, nil
+	return res, nil
 }
 
 // eventTimeAt is the event time of the message at seq, or of the next one

@@ -36,6 +36,7 @@ func (f *checkpointFlags) stage(in *ingestFlags) func(*runtime) (stage, error) {
 		if err != nil {
 			return stage{}, err
 		}
+		cp := &checkpointer{file: f.File, every: f.Interval, js: rt.js, log: rt.log}
 		_, err = kv.Get(ctx, in.PositionKey)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -44,6 +45,7 @@ func (f *checkpointFlags) stage(in *ingestFlags) func(*runtime) (stage, error) {
 				return stage{}, rerr
 			}
 			if ok {
+				cp.last = c.ResumeFrom
 				in.Since = c.ResumeFrom.UTC().Format(time.RFC3339) // whole seconds: never later than the event
 				rt.log.Info().Str("checkpoint", f.File).Str("since", in.Since).
 					Msg("empty store: ingest resumes from the checkpoint")
@@ -51,7 +53,7 @@ func (f *checkpointFlags) stage(in *ingestFlags) func(*runtime) (stage, error) {
 		case err != nil:
 			return stage{}, err
 		}
-		return stage{"checkpoint", &checkpointer{file: f.File, every: f.Interval, js: rt.js, log: rt.log}}, nil
+		return stage{"checkpoint", cp}, nil
 	}
 }
 
@@ -64,7 +66,8 @@ type checkpointer struct {
 
 	mu      sync.Mutex
 	lastErr error
-	last    time.Time
+	last    time.Time         // ResumeFrom last written (or read at start)
+	lost    map[string]uint64 // stream/consumer: the last lost sequence logged
 }
 
 func (c *checkpointer) Run(ctx context.Context) error {
@@ -88,11 +91,14 @@ func (c *checkpointer) Run(ctx context.Context) error {
 }
 
 func (c *checkpointer) write(ctx context.Context) {
-	resume, ok, err := pipeline.ResumePoint(ctx, c.js)
-	if err == nil && ok && !resume.Equal(c.last) {
-		err = pipeline.WriteCheckpoint(c.file, pipeline.Checkpoint{ResumeFrom: resume, WrittenAt: time.Now().UTC()})
+	res, err := pipeline.ResumePoint(ctx, c.js)
+	if err == nil {
+		c.logLost(res.Lost)
+	}
+	if err == nil && !res.From.IsZero() && !res.From.Equal(c.last) {
+		err = pipeline.WriteCheckpoint(c.file, pipeline.Checkpoint{ResumeFrom: res.From, WrittenAt: time.Now().UTC()})
 		if err == nil {
-			c.last = resume
+			c.last = res.From
 		}
 	}
 	c.mu.Lock()
@@ -101,6 +107,31 @@ func (c *checkpointer) write(ctx context.Context) {
 	c.mu.Unlock()
 	if err != nil && changed && ctx.Err() == nil {
 		c.log.Error().Err(err).Str("checkpoint", c.file).Msg("checkpoint not written")
+	}
+}
+
+// logLost says, once per range, that the checkpoint moves past messages a
+// stage had not finished because retention removed them: a restart will
+// not read them again. Their event times are gone; they are after the
+// previous checkpoint (when there was one) and before kept_from.
+func (c *checkpointer) logLost(lost []pipeline.Loss) {
+	if c.lost == nil {
+		c.lost = make(map[string]uint64)
+	}
+	for _, l := range lost {
+		key := l.Stream + "/" + l.Consumer
+		from := max(l.FromSeq, c.lost[key]+1)
+		if from > l.ThroughSeq {
+			continue // already said
+		}
+		c.lost[key] = l.ThroughSeq
+		ev := c.log.Error().Str("stream", l.Stream).Str("consumer", l.Consumer).
+			Uint64("first_seq", from).Uint64("last_seq", l.ThroughSeq).Uint64("count", l.ThroughSeq-from+1).
+			Time("kept_from", l.KeptFrom)
+		if !c.last.IsZero() && c.last.Before(l.KeptFrom) {
+			ev = ev.Time("lost_after", c.last).Dur("span_at_most", l.KeptFrom.Sub(c.last))
+		}
+		ev.Msg("retention removed messages this consumer had not finished: the checkpoint moves past them and a restart will not read them again")
 	}
 }
 
