@@ -10,10 +10,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	natsconf "github.com/nats-io/nats-server/v2/conf"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/rcwatch/rcwatch/internal/testbed/proctest"
+	"github.com/rcwatch/rcwatch/pipeline"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -440,4 +445,98 @@ type scaledObject struct {
 			Metadata   map[string]string `json:"metadata"`
 		} `json:"triggers"`
 	} `json:"spec"`
+}
+
+// The cluster overlay's storage adds up: every stream's and bucket's byte
+// limit (what rcwatch creates, pipeline.DefaultLimits and the KV configs,
+// as no manifest overrides them) fits under NATS's max_file_store, which
+// JetStream checks against the sum of the reservations on each node; and
+// max_file_store, plus room for the file store's own overhead (indexes,
+// raft logs, block slack), fits on the node's PVC. With R replicas over N
+// nodes a node can hold a replica of every stream, each on its own volume:
+// the per-node budget is the whole sum, and R must not exceed N.
+func TestClusterStorageFitsTheVolumes(t *testing.T) {
+	objs := render(t, "overlays/cluster")
+	var (
+		sts      *appsv1.StatefulSet
+		natsConf string
+		env      map[string]string
+	)
+	for _, o := range objs {
+		switch v := o.typed.(type) {
+		case *appsv1.StatefulSet:
+			if o.name == "nats" {
+				sts = v
+			}
+		case *corev1.ConfigMap:
+			if strings.HasPrefix(o.name, "nats-config") {
+				natsConf = v.Data["nats.conf"]
+			}
+			if strings.HasPrefix(o.name, "rcwatch-env") {
+				env = v.Data
+			}
+		case *appsv1.Deployment:
+			for _, c := range v.Spec.Template.Spec.Containers {
+				for _, a := range append(slices.Clone(c.Args), c.Command...) {
+					assert.NotContains(t, a, "stream-max-bytes", "%s sets stream limits: sum them here instead of the defaults", o.name)
+				}
+				for _, e := range c.Env {
+					assert.NotContains(t, e.Name, "STREAM_MAX_BYTES", "%s sets stream limits: sum them here instead of the defaults", o.name)
+				}
+			}
+		}
+	}
+	require.NotNil(t, sts, "the NATS StatefulSet")
+	require.NotEmpty(t, natsConf, "the nats-config ConfigMap")
+	require.NotNil(t, env, "the rcwatch-env ConfigMap")
+	for k := range env {
+		assert.NotContains(t, k, "STREAM_MAX_BYTES", "rcwatch-env sets stream limits: sum them here instead of the defaults")
+	}
+
+	// The topology rcwatch creates in this overlay.
+	replicas, err := strconv.Atoi(env["RCWATCH_STREAM_REPLICAS"])
+	require.NoError(t, err, "RCWATCH_STREAM_REPLICAS")
+	require.NotNil(t, sts.Spec.Replicas)
+	nodes := int(*sts.Spec.Replicas)
+	assert.Equal(t, 3, replicas, "R3 streams")
+	assert.LessOrEqual(t, replicas, nodes, "a stream cannot have more replicas than NATS nodes")
+	topo := pipeline.Topology{Replicas: replicas, Storage: jetstream.FileStorage}
+	var perNode int64
+	for _, c := range topo.StreamConfigs() {
+		require.Positive(t, c.MaxBytes, "stream %s has a byte limit", c.Name)
+		perNode += c.MaxBytes
+	}
+	for _, kv := range topo.KeyValueConfigs() {
+		require.Positive(t, kv.MaxBytes, "bucket %s has a byte limit", kv.Bucket)
+		perNode += kv.MaxBytes
+	}
+
+	// max_file_store, read with the server's own parser (20G is 20×10^9).
+	t.Setenv("POD_NAME", "nats-0") // server_name: $POD_NAME
+	parsed, err := natsconf.Parse(natsConf)
+	require.NoError(t, err, "nats.conf")
+	js, ok := parsed["jetstream"].(map[string]any)
+	require.True(t, ok, "nats.conf has a jetstream block")
+	maxFile, ok := js["max_file_store"].(int64)
+	require.True(t, ok, "jetstream.max_file_store is set (without it NATS takes 75%% of the disk)")
+	assert.LessOrEqual(t, perNode, maxFile,
+		"a node holds a replica of every stream and bucket: %d bytes of limits over max_file_store %d", perNode, maxFile)
+	storeDir, _ := js["store_dir"].(string)
+
+	// The PVC each node gets, mounted where the store is.
+	var pvc *corev1.PersistentVolumeClaim
+	for i := range sts.Spec.VolumeClaimTemplates {
+		c := &sts.Spec.VolumeClaimTemplates[i]
+		for _, m := range sts.Spec.Template.Spec.Containers[0].VolumeMounts {
+			if m.Name == c.Name && storeDir != "" && strings.HasPrefix(storeDir+"/", strings.TrimSuffix(m.MountPath, "/")+"/") {
+				pvc = c
+			}
+		}
+	}
+	require.NotNil(t, pvc, "a volume claim template is mounted over store_dir %q", storeDir)
+	size := pvc.Spec.Resources.Requests.Storage().Value()
+	assert.LessOrEqual(t, maxFile+maxFile/10, size,
+		"max_file_store %d plus 10%% for the store's overhead fits on the %s PVC (%d bytes)", maxFile, pvc.Name, size)
+	t.Logf("per node: limits %d MiB, max_file_store %d MiB, PVC %d MiB; %d nodes, R%d",
+		perNode>>20, maxFile>>20, size>>20, nodes, replicas)
 }
