@@ -3,6 +3,7 @@ package feed_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,13 +155,15 @@ func media(scheme string) chromedp.Action[chromedp.Void] {
 	})
 }
 
-// screenshotDir is $RCWATCH_SCREENSHOTS, or the test's own directory.
+// screenshotDir is $RCWATCH_SCREENSHOTS, or the test's artifact
+// directory: kept with `go test -artifacts -outputdir DIR` (under
+// DIR/_artifacts/), removed after the test otherwise.
 func screenshotDir(t *testing.T) string {
 	if d := os.Getenv("RCWATCH_SCREENSHOTS"); d != "" {
 		require.NoError(t, os.MkdirAll(d, 0o755))
 		return d
 	}
-	return t.TempDir()
+	return t.ArtifactDir()
 }
 
 // watchClaimShown makes page record, in window.__claimShownAt (ms since the
@@ -207,8 +210,9 @@ func claimShownAfter(t *testing.T, e *env, page context.Context, seq uint64) tim
 func TestBrowser(t *testing.T) {
 	b := newBrowser(t)
 	e := newEnv(t)
-	r := e.start(t, feed.Config{})
+	r := e.start(t, feed.Config{ClaimTTL: 90 * time.Minute})
 	p1 := b.tab(t, r.srv.URL+"/")
+	assert.Equal(t, "an hour and 30 minutes", text(t, p1, `#claim-ttl`), "the footer shows --feed-claim-ttl")
 
 	// An alert appears, live.
 	seq, _ := e.alert(t, "enwiki", "Vandalised page", withComment("replaced the page with nonsense"))
@@ -216,6 +220,63 @@ func TestBrowser(t *testing.T) {
 	assert.Equal(t, "Vandalised page", text(t, p1, string(alertSel(seq))+` .page`))
 	assert.Equal(t, "198.51.100.7", text(t, p1, `li.group .user`))
 	assert.Equal(t, "IP", text(t, p1, `li.group .class`))
+
+	t.Run("what an alert shows", func(t *testing.T) {
+		year := 365 * 24 * time.Hour
+		first, a1 := e.alert(t, "enwiki", "Grouped page", withUser("Grouper"), withAccount(3, year), withScore(0.73),
+			withRule("profanity-added"), withSeverity(event.SeverityHigh), func(a *event.Alert) {
+				a.Event.OldSize, a.Event.NewSize = 3000, 2880
+				a.Reasons = []string{"profanity_count > 0 (profanity_count=2)", "user_editcount < 50 (user_editcount=3)"}
+			})
+		second, _ := e.alert(t, "enwiki", "Other page", withUser("Grouper"), withAccount(3, year), func(a *event.Alert) {
+			a.Event.OldSize, a.Event.NewSize = 100, 350
+		})
+		do(t, p1, 10*time.Second, chromedp.WaitVisible(alertSel(first)), chromedp.WaitVisible(alertSel(second)))
+		one := string(alertSel(first))
+		href := func(sel string) string {
+			return get(t, p1, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector('%s').getAttribute('href') || ''`, sel)))
+		}
+		wiki := func(title string) string {
+			return "https://enwiki.example/w/index.php?" + url.Values{"title": {title}}.Encode()
+		}
+		assert.Equal(t, a1.Event.DiffURL, href(one+` a.diff`))
+		assert.Equal(t, wiki("Grouped page"), href(one+` a.page`))
+		assert.Equal(t, "−120", text(t, p1, one+` .delta`))
+		assert.Equal(t, "+250", text(t, p1, string(alertSel(second))+` .delta`))
+		assert.Equal(t, "score 0.73", text(t, p1, one+` .score`))
+		assert.Equal(t, "high", text(t, p1, one+` .sev`))
+		assert.Equal(t, "profanity-added", text(t, p1, one+` .rule`))
+		assert.Equal(t, a1.Reasons, get(t, p1, chromedp.Evaluate[[]string](fmt.Sprintf(
+			`Array.from(document.querySelectorAll('%s .reasons li'), li => li.textContent)`, one))))
+
+		// Two consecutive alerts of one user are one group, under the
+		// user with their links and the class from the enrichment.
+		group := fmt.Sprintf(`document.querySelector('%s').closest('li.group')`, one)
+		assert.True(t, get(t, p1, chromedp.Evaluate[bool](fmt.Sprintf(`%s === document.querySelector('%s').closest('li.group')`,
+			group, alertSel(second)))), "the two alerts of Grouper are in one group")
+		assert.Equal(t, 2, get(t, p1, chromedp.Evaluate[int](group+`.querySelectorAll('li.alert').length`)))
+		assert.Equal(t, "Grouper", get(t, p1, chromedp.Evaluate[string](group+`.querySelector('.user').textContent`)))
+		assert.Equal(t, "new", get(t, p1, chromedp.Evaluate[string](group+`.querySelector('.class').textContent`)),
+			"3 edits: not autoconfirmed")
+		assert.Equal(t, wiki("Special:Contributions/Grouper"),
+			get(t, p1, chromedp.Evaluate[string](group+`.querySelector('a.contribs').getAttribute('href')`)))
+		assert.Equal(t, wiki("User talk:Grouper"),
+			get(t, p1, chromedp.Evaluate[string](group+`.querySelector('a.talk').getAttribute('href')`)))
+
+		// Links come only from http(s) URLs: a javascript: diff or server
+		// URL leaves the link without an href.
+		evil, _ := e.alert(t, "enwiki", "Trap", withUser("Trickster"), func(a *event.Alert) {
+			a.Event.DiffURL = "javascript:alert(4)"
+			a.Event.ServerURL = "javascript:alert(5)//"
+		})
+		do(t, p1, 10*time.Second, chromedp.WaitVisible(alertSel(evil)))
+		assert.Empty(t, href(string(alertSel(evil))+` a.diff`))
+		assert.Empty(t, href(string(alertSel(evil))+` a.page`))
+		assert.Equal(t, "Trap", text(t, p1, string(alertSel(evil))+` .page`))
+		scripted := get(t, p1, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('a[href]'))
+			.filter(a => !/^https?:$/.test(a.protocol)).map(a => a.getAttribute('href'))`))
+		assert.Empty(t, scripted, "a link that is not http(s)")
+	})
 
 	t.Run("filter", func(t *testing.T) {
 		do(t, p1, ui,

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -116,6 +118,33 @@ func TestNewAccountFromEnrichment(t *testing.T) {
 	}
 	assert.Equal(t, map[string]string{"Fresh": feed.ClassNew, "Veteran": feed.ClassNamed,
 		"Young": feed.ClassNew, "Unknown": feed.ClassNamed}, classes)
+}
+
+// The page's footer says how long a claim lasts, as configured.
+func TestIndexClaimTTL(t *testing.T) {
+	e := newEnv(t)
+	for ttl, want := range map[time.Duration]string{
+		0:                "an hour", // the default
+		90 * time.Minute: "an hour and 30 minutes",
+		30 * time.Second: "30 seconds",
+	} {
+		t.Run(want, func(t *testing.T) {
+			r := e.start(t, feed.Config{ClaimTTL: ttl})
+			resp, err := http.Get(r.srv.URL + "/")
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			assert.Equal(t, "text/html; charset=utf-8", resp.Header.Get("Content-Type"))
+			assert.NotEmpty(t, resp.Header.Get("Content-Security-Policy"))
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			secs := int64(ttl / time.Second)
+			if ttl == 0 {
+				secs = 3600
+			}
+			assert.Contains(t, string(body), fmt.Sprintf(`Claims last <span id="claim-ttl" data-seconds="%d">%s</span>.`, secs, want))
+		})
+	}
 }
 
 func TestBackfillWindow(t *testing.T) {

@@ -1,9 +1,12 @@
 package feed
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"errors"
+	"fmt"
+	"html"
 	"io"
 	"io/fs"
 	"net/http"
@@ -31,17 +34,64 @@ func (f *Feed) routes() {
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
 	}
+	index, err := renderIndex(sub, f.cfg.ClaimTTL)
+	if err != nil {
+		panic(err) // the embedded page is fixed at build time; TestIndexClaimTTL reads it
+	}
 	files := http.FileServerFS(sub)
 	mux := http.NewServeMux()
 	mux.Handle("GET /static/", http.StripPrefix("/static/", files))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
-		http.ServeFileFS(w, r, sub, "index.html")
+		http.ServeContent(w, r, "index.html", time.Time{}, bytes.NewReader(index))
 	})
 	mux.HandleFunc("GET /api/alerts", f.handleAlerts)
 	mux.HandleFunc("GET /api/alerts/stream", f.handleStream)
 	mux.HandleFunc("POST /api/claims", f.handleClaim)
 	f.mux = mux
+}
+
+// claimTTLMark is the footer's claim lifetime in the embedded page, which
+// renderIndex replaces with the configured one.
+const claimTTLMark = `<span id="claim-ttl" data-seconds="3600">an hour</span>`
+
+// renderIndex is the page with the configured claim lifetime in its footer
+// (data-seconds holds it for scripts).
+func renderIndex(files fs.FS, ttl time.Duration) ([]byte, error) {
+	page, err := fs.ReadFile(files, "index.html")
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded page: %w", err)
+	}
+	if !bytes.Contains(page, []byte(claimTTLMark)) {
+		return nil, errors.New("rendering the embedded page: its footer has no claim TTL mark")
+	}
+	span := fmt.Sprintf(`<span id="claim-ttl" data-seconds="%d">%s</span>`,
+		int64(ttl/time.Second), html.EscapeString(humanDuration(ttl)))
+	return bytes.Replace(page, []byte(claimTTLMark), []byte(span), 1), nil
+}
+
+// humanDuration writes d for a reader: "an hour", "an hour and 30 minutes",
+// "45 seconds"; under a second counts as a second.
+func humanDuration(d time.Duration) string {
+	d = max(d.Round(time.Second), time.Second)
+	var parts []string
+	for _, u := range []struct {
+		size      time.Duration
+		one, name string
+	}{{time.Hour, "an hour", "hours"}, {time.Minute, "a minute", "minutes"}, {time.Second, "a second", "seconds"}} {
+		n := d / u.size
+		d -= n * u.size
+		switch {
+		case n == 1:
+			parts = append(parts, u.one)
+		case n > 1:
+			parts = append(parts, strconv.FormatInt(int64(n), 10)+" "+u.name)
+		}
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
 }
 
 // ServeHTTP serves the page, its static files and the API, with the

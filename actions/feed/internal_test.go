@@ -178,3 +178,19 @@ func TestClassOf(t *testing.T) {
 		})
 	}
 }
+
+func TestHumanDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		time.Hour:                     "an hour",
+		2 * time.Hour:                 "2 hours",
+		90 * time.Minute:              "an hour and 30 minutes",
+		time.Minute:                   "a minute",
+		45 * time.Second:              "45 seconds",
+		time.Second:                   "a second",
+		300 * time.Millisecond:        "a second",
+		25*time.Hour + 61*time.Second: "25 hours, a minute and a second",
+		24 * time.Hour:                "24 hours",
+	} {
+		assert.Equal(t, want, humanDuration(d), d.String())
+	}
+}
