@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,6 +181,7 @@ type Runner struct {
 	storageLog   time.Time // last error log line about it
 	behind       string    // why the consumer is behind the stream's retention ("": it is not)
 	skipAt       time.Time // last events found removed before they were handled
+	skipWhat     string    // what was found removed then (for Ready)
 	skipThrough  uint64    // stream sequences up to this one were checked for loss
 	firstSeq     uint64    // the stream's first sequence, last seen
 	firstSeqAt   time.Time
@@ -192,6 +194,7 @@ type runnerMetrics struct {
 	pending        prometheus.Gauge
 	storageFailing prometheus.Gauge
 	skipped        prometheus.Counter
+	skippedSeqs    prometheus.Counter
 	behind         prometheus.Gauge
 	stalls         prometheus.Counter
 }
@@ -257,6 +260,12 @@ func NewRunner(d Deps, cfg RunnerConfig, h Handler) (*Runner, error) {
 			Name: "rcwatch_stage_skipped_total",
 			Help: "Messages removed by the stream's retention before the stage's consumer reached them (never handled).",
 		}),
+		skippedSeqs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rcwatch_stage_skipped_sequences_total",
+			Help: "Stream sequences removed by the stream's retention before the stage's consumer reached them. " +
+				"Without a subject filter these are the messages lost (= rcwatch_stage_skipped_total); with one (the action " +
+				"workers) an upper bound of them: how many of the removed messages matched the filter cannot be known.",
+		}),
 		behind: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rcwatch_stage_behind_retention",
 			Help: "1 while the consumer's next message is older than the stream's first (messages are being lost), else 0.",
@@ -269,7 +278,7 @@ func NewRunner(d Deps, cfg RunnerConfig, h Handler) (*Runner, error) {
 	if reg != nil {
 		w := prometheus.WrapRegistererWith(prometheus.Labels{"stage": cfg.Stage}, reg)
 		for _, c := range []prometheus.Collector{m.messages, m.latency, m.redeliveries, m.pending,
-			m.storageFailing, m.skipped, m.behind, m.stalls} {
+			m.storageFailing, m.skipped, m.skippedSeqs, m.behind, m.stalls} {
 			if err := w.Register(c); err != nil {
 				return nil, fmt.Errorf("registering %s stage metrics: %w", cfg.Stage, err)
 			}
@@ -300,7 +309,8 @@ func (r *Runner) Consumer(ctx context.Context) (jetstream.Consumer, error) {
 
 // Ready reports whether the stage is doing its job: its consumer is
 // running, it is not stalled with messages pending, it is not behind the
-// stream's retention, and NATS stores what it publishes.
+// stream's retention nor has lost messages to it in the last skipWindow
+// (at least 5 minutes), and NATS stores what it publishes.
 func (r *Runner) Ready() error {
 	if !r.consuming.Load() {
 		return fmt.Errorf("consumer %s on %s not running", r.cfg.Durable, r.cfg.Stream)
@@ -320,8 +330,8 @@ func (r *Runner) Ready() error {
 	if r.behind != "" {
 		errs = append(errs, errors.New(r.behind))
 	} else if !r.skipAt.IsZero() && now.Sub(r.skipAt) < r.skipWindow() {
-		errs = append(errs, fmt.Errorf("messages of %s were removed by retention before %s handled them (at %s)",
-			r.cfg.Stream, r.cfg.Stage, r.skipAt.UTC().Format(time.RFC3339)))
+		errs = append(errs, fmt.Errorf("messages of %s were removed by retention before %s handled them (%s at %s; reported for %v)",
+			r.cfg.Stream, r.cfg.Stage, r.skipWhat, r.skipAt.UTC().Format(time.RFC3339), r.skipWindow()))
 	}
 	return errors.Join(errs...)
 }
@@ -330,7 +340,16 @@ func (r *Runner) Ready() error {
 // still reports it (the retries of a failing message are this far apart).
 func (r *Runner) storageWindow() time.Duration { return 2 * r.cfg.StorageBackoffMax }
 
-func (r *Runner) skipWindow() time.Duration { return 10 * r.cfg.WatchInterval }
+// skipWindow is how long after messages were found removed by retention
+// the stage still reports it, once its consumer has caught up: long
+// enough for a readiness probe of any usual period to see it. The counters
+// (rcwatch_stage_skipped_total, rcwatch_stage_skipped_sequences_total)
+// keep it for good.
+func (r *Runner) skipWindow() time.Duration { return max(10*r.cfg.WatchInterval, minSkipWindow) }
+
+// minSkipWindow is the shortest time a loss to retention keeps the stage
+// not ready.
+const minSkipWindow = 5 * time.Minute
 
 // delivery is a message with its parsed metadata.
 type delivery struct {
@@ -460,7 +479,6 @@ func (r *Runner) started(ctx context.Context, cons jetstream.Consumer) {
 // heartbeat unsubscribes, and a message still on its way would wait out
 // AckWait (30s).
 func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- delivery) error {
-	filtered := len(r.cfg.FilterSubjects) > 0
 	type request struct {
 		batch jetstream.MessageBatch
 		msgs  <-chan jetstream.Msg
@@ -516,7 +534,7 @@ func (r *Runner) pull(ctx context.Context, cons jetstream.Consumer, work chan<- 
 		r.lastDelivery.Store(r.now().UnixNano())
 		r.stalled.Store(false)
 		r.inflight.Add(1)
-		if md != nil && md.NumDelivered == 1 && !filtered {
+		if md != nil && md.NumDelivered == 1 {
 			r.checkGap(ctx, md.Sequence.Stream)
 		}
 		work <- delivery{msg: msg, md: md} // blocks while every worker is busy: back-pressure
@@ -546,7 +564,11 @@ func pullBatch(most, workers int, ackWait, avg time.Duration) int {
 // the messages between were never delivered to this consumer; those below
 // the stream's first sequence were removed by retention: lost to the stage.
 // (Replicas sharing the durable see each other's messages as gaps; those
-// are still in the stream and not counted.)
+// are still in the stream and not counted.) With a subject filter, jumps
+// are normal (the messages between did not match): the sequences between
+// that the consumer had not yet passed (skipThrough follows its position
+// at each watch) and that are below the stream's first are counted as
+// skipped sequences, an upper bound of its loss.
 func (r *Runner) checkGap(ctx context.Context, seq uint64) {
 	hi := r.hi
 	if seq > hi {
@@ -575,14 +597,27 @@ func (r *Runner) checkGap(ctx context.Context, seq uint64) {
 }
 
 // skipped records that stream sequences from..through were removed before
-// the stage handled them. Called with r.mu held.
+// the stage handled them. Without a subject filter each was a message of
+// the stage, lost; with one, how many matched cannot be known once they are
+// removed: the sequences are counted (rcwatch_stage_skipped_sequences_total),
+// an upper bound. Called with r.mu held.
 func (r *Runner) skipped(from, through uint64) {
 	n := through - from + 1
 	r.skipThrough = through
 	r.skipAt = r.now()
-	r.m.skipped.Add(float64(n))
-	r.log.Error().Uint64("first_seq", from).Uint64("last_seq", through).Uint64("count", n).Str("stream", r.cfg.Stream).
-		Msg("messages removed by the stream's retention before this stage handled them: they are lost to it")
+	r.m.skippedSeqs.Add(float64(n))
+	if len(r.cfg.FilterSubjects) == 0 {
+		r.m.skipped.Add(float64(n))
+		r.skipWhat = fmt.Sprintf("%d lost", n)
+		r.log.Error().Uint64("first_seq", from).Uint64("last_seq", through).Uint64("count", n).Str("stream", r.cfg.Stream).
+			Msg("messages removed by the stream's retention before this stage handled them: they are lost to it")
+		return
+	}
+	r.skipWhat = fmt.Sprintf("up to %d lost: %d stream sequences skipped, those matching %s unknown",
+		n, n, strings.Join(r.cfg.FilterSubjects, ", "))
+	r.log.Error().Uint64("first_seq", from).Uint64("last_seq", through).Uint64("sequences", n).Str("stream", r.cfg.Stream).
+		Strs("filter", r.cfg.FilterSubjects).
+		Msg("stream sequences removed by retention before this stage reached them: the messages among them matching its filter are lost to it (how many cannot be known)")
 }
 
 // streamFirstSeq asks the stream for its first sequence. Called with r.mu held.
@@ -766,7 +801,10 @@ func (r *Runner) checkStall(ci *jetstream.ConsumerInfo) {
 }
 
 // checkRetention compares the consumer's next sequence with the stream's
-// first: below it, messages this stage never reached were removed.
+// first: below it, messages this stage never reached were removed. Where
+// the consumer is within retention, the sequences it has passed are
+// checked: a later gap below them is no loss (with a subject filter, the
+// consumer passes non-matching messages without delivering them).
 func (r *Runner) checkRetention(ctx context.Context, ci *jetstream.ConsumerInfo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -781,17 +819,14 @@ func (r *Runner) checkRetention(ctx context.Context, ci *jetstream.ConsumerInfo)
 		}
 		r.behind = ""
 		r.m.behind.Set(0)
+		r.skipThrough = max(r.skipThrough, ci.Delivered.Stream)
 		return
 	}
 	r.behind = fmt.Sprintf("consumer %s is behind the retention of %s: its next message %d is before the first kept, %d",
 		r.cfg.Durable, r.cfg.Stream, next, first)
 	r.m.behind.Set(1)
-	if len(r.cfg.FilterSubjects) == 0 && first-1 > r.skipThrough {
+	if first-1 > r.skipThrough {
 		r.skipped(max(next, r.skipThrough+1), first-1)
-	} else if len(r.cfg.FilterSubjects) > 0 {
-		r.skipAt = r.now()
-		r.log.Error().Uint64("next_seq", next).Uint64("first_seq", first).Str("stream", r.cfg.Stream).
-			Msg("messages removed by the stream's retention before this stage reached them")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,6 +226,114 @@ func TestRunnerReportsEventsAgedOut(t *testing.T) {
 	assert.Contains(t, logs.String(), `"level":"error"`)
 	assert.Contains(t, logs.String(), `"count":80`)
 	assert.Equal(t, 80.0, metrictest.Sum(t, reg, "rcwatch_stage_skipped_total"), "counted once")
+	assert.Equal(t, 80.0, metrictest.Sum(t, reg, "rcwatch_stage_skipped_sequences_total"), "without a filter, the same")
+}
+
+// A consumer with a subject filter (the action workers) cannot know how
+// many removed messages matched it: the stream sequences removed past its
+// position are counted (rcwatch_stage_skipped_sequences_total, an upper
+// bound), logged at error level, and reported by Ready; skipped_total
+// stays exact (0). Shown both when a watch sees the consumer behind and
+// when the consumer jumps past the removed sequences between two watches
+// (the delivery's gap). Once caught up, Ready keeps reporting the loss for
+// at least minSkipWindow (5 min of the runner's clock), then clears.
+func TestRunnerRetentionSkippedFiltered(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		watch  time.Duration
+		clears time.Duration // after max(10×watch, 5 min)
+	}{
+		{"seen by the watch", 50 * time.Millisecond, 6 * time.Minute},
+		{"seen in the delivery gap", time.Hour, 11 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := natstest.Start(t)
+			_, js := srv.Connect(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var offset atomic.Int64 // the runner's clock runs ahead by this
+			now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+			var mu sync.Mutex
+			var seen []uint64
+			h := func(_ context.Context, m jetstream.Msg) error {
+				md, err := m.Metadata()
+				require.NoError(t, err)
+				mu.Lock()
+				seen = append(seen, md.Sequence.Stream)
+				mu.Unlock()
+				return nil
+			}
+			handled := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
+			reg := prometheus.NewRegistry()
+			logs := logtest.NewSink()
+			r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.New(logs), Now: now}, pipeline.RunnerConfig{
+				Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test", FilterSubjects: []string{"rc.testwiki.>"},
+				WatchInterval: tc.watch, PlainAck: true,
+			}, h)
+			require.NoError(t, err)
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx) }()
+
+			// Messages 1..100, the odd ones matching. The consumer handles
+			// 1..9, then is paused at the server (it reaches nothing more).
+			publish := func(from, to int) {
+				for seq := from; seq <= to; seq++ {
+					wiki := "testwiki"
+					if seq%2 == 0 {
+						wiki = "otherwiki"
+					}
+					_, err := js.Publish(ctx, "rc."+wiki+".edit", []byte(strconv.Itoa(seq)))
+					require.NoError(t, err)
+				}
+			}
+			publish(1, 9)
+			require.Eventually(t, func() bool { return handled() == 5 }, 10*time.Second, 10*time.Millisecond)
+			require.Eventually(t, func() bool { return r.Ready() == nil }, 10*time.Second, 10*time.Millisecond)
+			_, err = js.PauseConsumer(ctx, pipeline.StreamRecentChange, "test", time.Now().Add(time.Hour))
+			require.NoError(t, err)
+			publish(10, 100)
+
+			// Retention keeps the last 20 (81..100): 10..80 are removed
+			// past the consumer's position (9), 35 of them matching.
+			s, err := js.Stream(ctx, pipeline.StreamRecentChange)
+			require.NoError(t, err)
+			cfg := s.CachedInfo().Config
+			cfg.MaxMsgs = 20
+			_, err = js.UpdateStream(ctx, cfg)
+			require.NoError(t, err)
+			_, err = js.ResumeConsumer(ctx, pipeline.StreamRecentChange, "test")
+			require.NoError(t, err)
+
+			// Handled: 1..9 and the 10 matching kept (81, 83 … 99).
+			require.Eventually(t, func() bool { return handled() == 15 }, 10*time.Second, 10*time.Millisecond)
+			require.Eventually(t, func() bool {
+				return metrictest.Sum(t, reg, "rcwatch_stage_skipped_sequences_total") == 71
+			}, 10*time.Second, 10*time.Millisecond)
+			assert.Equal(t, 0.0, metrictest.Sum(t, reg, "rcwatch_stage_skipped_total"), "how many matched cannot be known")
+			line := logs.Await(t, 0, 10*time.Second, `"level":"error"`, `"sequences":71`)
+			assert.Equal(t, 10.0, line["first_seq"])
+			assert.Equal(t, 80.0, line["last_seq"])
+
+			// Caught up (the watch has seen it within retention again),
+			// the loss is still reported...
+			var rerr error
+			require.Eventually(t, func() bool {
+				rerr = r.Ready()
+				return rerr != nil && !strings.Contains(rerr.Error(), "behind")
+			}, 10*time.Second, 10*time.Millisecond)
+			assert.Contains(t, rerr.Error(), "removed by retention")
+			assert.Contains(t, rerr.Error(), "71 stream sequences skipped")
+			offset.Store(int64(4 * time.Minute))
+			require.Error(t, r.Ready(), "4 minutes later: still reported")
+			assert.Contains(t, r.Ready().Error(), "71 stream sequences skipped")
+			// ... and clears after the window (the counters keep it).
+			offset.Store(int64(tc.clears))
+			require.Eventually(t, func() bool { return r.Ready() == nil }, 10*time.Second, 10*time.Millisecond)
+			assert.Equal(t, 71.0, metrictest.Sum(t, reg, "rcwatch_stage_skipped_sequences_total"), "counted once")
+			cancel()
+			require.NoError(t, <-done)
+		})
+	}
 }
 
 // A consumer that stops delivering while messages are pending (here: paused
