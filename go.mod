@@ -1,5 +1,8 @@
 module github.com/rcwatch/rcwatch
 
+// The Heroku Go buildpack (Toolforge build service) installs only this package (docs/DEPLOY.md).
+// +heroku install ./cmd/rcwatch
+
 go 1.26.8
 
 require (
