@@ -185,6 +185,15 @@ type Runner struct {
 	skipThrough  uint64    // stream sequences up to this one were checked for loss
 	firstSeq     uint64    // the stream's first sequence, last seen
 	firstSeqAt   time.Time
+	lastSeq      uint64 // the stream's last sequence, last seen
+	// watchLast is the stream's last sequence seen by the previous watch
+	// (before this watch's consumer info was asked for).
+	watchLast uint64
+	// passed: the consumer had every one of its messages up to this stream
+	// sequence (a watch found none pending); with a subject filter its
+	// delivered sequence can lag behind, as the server does not move an
+	// idle consumer past messages that do not match.
+	passed uint64
 }
 
 type runnerMetrics struct {
@@ -629,7 +638,7 @@ func (r *Runner) streamFirstSeq(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("looking up stream %s: %w", r.cfg.Stream, err)
 	}
 	info := s.CachedInfo()
-	r.firstSeq, r.firstSeqAt = info.State.FirstSeq, r.now()
+	r.firstSeq, r.firstSeqAt, r.lastSeq = info.State.FirstSeq, r.now(), info.State.LastSeq
 	return info.State.FirstSeq, nil
 }
 
@@ -803,17 +812,31 @@ func (r *Runner) checkStall(ci *jetstream.ConsumerInfo) {
 // checkRetention compares the consumer's next sequence with the stream's
 // first: below it, messages this stage never reached were removed. Where
 // the consumer is within retention, the sequences it has passed are
-// checked: a later gap below them is no loss (with a subject filter, the
-// consumer passes non-matching messages without delivering them).
+// checked: a later gap below them is no loss. A consumer with a subject
+// filter is not moved past messages that do not match while it is idle:
+// when it has none pending and nothing past what it had was removed, every
+// message it could have had up to the stream's last sequence seen by the
+// previous watch (asked for before this consumer info) was delivered
+// (passed), and retention removing those is no loss either.
 func (r *Runner) checkRetention(ctx context.Context, ci *jetstream.ConsumerInfo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	prevLast := r.watchLast
 	first, err := r.streamFirstSeq(ctx)
 	if err != nil || first == 0 {
 		return
 	}
+	r.watchLast = r.lastSeq
 	next := ci.Delivered.Stream + 1
-	if next >= first {
+	within := next >= first || first-1 <= r.passed
+	if within && ci.NumPending == 0 && prevLast > r.passed {
+		// Nothing past what it had was removed, and none is pending: it
+		// had every message of its up to prevLast.
+		r.passed = prevLast
+		r.skipThrough = max(r.skipThrough, prevLast)
+		r.log.Debug().Uint64("passed", prevLast).Msg("consumer has every message of its up to this stream sequence")
+	}
+	if within {
 		if r.behind != "" {
 			r.log.Info().Str("stream", r.cfg.Stream).Msg("consumer is within the stream's retention again")
 		}
@@ -823,7 +846,7 @@ func (r *Runner) checkRetention(ctx context.Context, ci *jetstream.ConsumerInfo)
 		return
 	}
 	r.behind = fmt.Sprintf("consumer %s is behind the retention of %s: its next message %d is before the first kept, %d",
-		r.cfg.Durable, r.cfg.Stream, next, first)
+		r.cfg.Durable, r.cfg.Stream, max(next, r.passed+1), first)
 	r.m.behind.Set(1)
 	if first-1 > r.skipThrough {
 		r.skipped(max(next, r.skipThrough+1), first-1)

@@ -458,3 +458,63 @@ func TestRunnerStartsWhileNATSIsDown(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 }
+
+// An idle consumer with a subject filter is not moved past the messages
+// that do not match it: its delivered sequence stays behind while the
+// stream goes on. When retention removes those, nothing of its was lost:
+// no count, not "behind", ready (it used to report itself behind the
+// stream's retention).
+func TestRunnerRetentionIdleFilteredIsNoLoss(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	n := 0
+	h := func(context.Context, jetstream.Msg) error { mu.Lock(); n++; mu.Unlock(); return nil }
+	handled := func() int { mu.Lock(); defer mu.Unlock(); return n }
+	reg := prometheus.NewRegistry()
+	logs := logtest.NewSink()
+	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.New(logs)}, pipeline.RunnerConfig{
+		Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test", FilterSubjects: []string{"rc.testwiki.>"},
+		WatchInterval: 50 * time.Millisecond, PlainAck: true,
+	}, h)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	publish := func(subject string, count int) {
+		for range count {
+			_, err := js.Publish(ctx, subject, []byte("x"))
+			require.NoError(t, err)
+		}
+	}
+
+	publish("rc.testwiki.edit", 1)
+	require.Eventually(t, func() bool { return handled() == 1 }, 10*time.Second, 10*time.Millisecond)
+	publish("rc.otherwiki.edit", 100) // 2..101
+	logs.Await(t, 0, 10*time.Second, `"passed":101`)
+	ci, err := js.Consumer(ctx, pipeline.StreamRecentChange, "test")
+	require.NoError(t, err)
+	require.Less(t, ci.CachedInfo().Delivered.Stream, uint64(101), "the server leaves an idle filtered consumer behind")
+
+	// Retention keeps the last 20 (82..101), then more arrive (102..110).
+	s, err := js.Stream(ctx, pipeline.StreamRecentChange)
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs = 20
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	publish("rc.otherwiki.edit", 9)
+	logs.Await(t, 0, 10*time.Second, `"passed":110`) // watches after the removal
+	publish("rc.testwiki.edit", 1)                   // 111: a delivery past the gap
+	require.Eventually(t, func() bool { return handled() == 2 }, 10*time.Second, 10*time.Millisecond)
+	logs.Await(t, 0, 10*time.Second, `"passed":111`)
+
+	assert.NoError(t, r.Ready())
+	assert.Equal(t, 0.0, metrictest.Sum(t, reg, "rcwatch_stage_skipped_sequences_total"))
+	assert.Equal(t, 0.0, metrictest.Sum(t, reg, "rcwatch_stage_skipped_total"))
+	assert.Equal(t, 0.0, metrictest.Sum(t, reg, "rcwatch_stage_behind_retention"))
+	assert.Empty(t, logs.Matching(`"level":"error"`))
+	cancel()
+	require.NoError(t, <-done)
+}
