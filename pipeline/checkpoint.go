@@ -43,10 +43,14 @@ type Loss struct {
 	Stream, Consumer    string
 	FromSeq, ThroughSeq uint64
 	KeptFrom            time.Time
+	// Filtered: the consumer has a subject filter, so how many of the
+	// removed messages were its own cannot be known; Count is a bound.
+	Filtered bool
 }
 
-// Count is the number of sequences lost (deleted messages among them
-// included: at most that many events).
+// Count is the number of sequences lost: at most that many events
+// (deleted messages, and for a filtered consumer other subjects' messages,
+// are among them).
 func (l Loss) Count() uint64 { return l.ThroughSeq - l.FromSeq + 1 }
 
 // ResumePoint computes the checkpoint's ResumeFrom from the streams and
@@ -85,7 +89,13 @@ func ResumePoint(ctx context.Context, js jetstream.JetStream) (Resume, error) {
 			if ci.Config.Durable == "" {
 				continue // ephemeral readers (the feed's page, tests) are not stages
 			}
+			if ci.NumPending == 0 && ci.NumAckPending == 0 {
+				continue // caught up (a filtered consumer's ack floor stays at its last matching message)
+			}
 			next := ci.AckFloor.Stream + 1
+			if ci.NumAckPending == 0 {
+				next = max(next, ci.Delivered.Stream+1) // all it was given is done
+			}
 			if next > si.State.LastSeq {
 				continue // caught up
 			}
@@ -95,8 +105,9 @@ func ResumePoint(ctx context.Context, js jetstream.JetStream) (Resume, error) {
 				return Resume{}, err
 			}
 			if next < first {
+				filtered := ci.Config.FilterSubject != "" || len(ci.Config.FilterSubjects) > 0
 				res.Lost = append(res.Lost, Loss{Stream: name, Consumer: ci.Config.Durable,
-					FromSeq: next, ThroughSeq: first - 1, KeptFrom: t})
+					FromSeq: next, ThroughSeq: first - 1, KeptFrom: t, Filtered: filtered})
 			}
 			if t.Before(res.From) {
 				res.From = t

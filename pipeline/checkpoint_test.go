@@ -88,3 +88,45 @@ func publishEvents(ctx context.Context, t *testing.T, js jetstream.JetStream, ba
 		require.NoError(t, err)
 	}
 }
+
+// A filtered consumer (an action worker's wikis) that has finished its own
+// messages is caught up, though its ack floor stays at its last matching
+// message while other subjects' messages pass and retention removes that
+// one: it neither holds the resume point back nor is reported as losing.
+func TestResumePointFilteredConsumerCaughtUp(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, pipeline.Ensure(ctx, js, pipeline.Topology{Replicas: 1, Storage: jetstream.FileStorage,
+		Limits: map[string]pipeline.Limits{pipeline.StreamRecentChange: {MaxBytes: pipeline.MinStreamBytes}}}))
+	cons, err := js.CreateOrUpdateConsumer(ctx, pipeline.StreamRecentChange, jetstream.ConsumerConfig{
+		Durable: "dewiki-only", AckPolicy: jetstream.AckExplicitPolicy,
+		FilterSubjects: []string{pipeline.RecentChangeSubject("dewiki", "edit")}})
+	require.NoError(t, err)
+
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	m := nats.NewMsg(pipeline.RecentChangeSubject("dewiki", "edit"))
+	m.Data = []byte(`{}`)
+	m.Header.Set(pipeline.HeaderEventTime, base.Add(-time.Hour).Format(time.RFC3339Nano))
+	_, err = js.PublishMsg(ctx, m)
+	require.NoError(t, err)
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(30*time.Second))
+	require.NoError(t, err)
+	for msg := range batch.Messages() {
+		require.NoError(t, msg.DoubleAck(ctx))
+	}
+	require.NoError(t, batch.Error())
+
+	publishEvents(ctx, t, js, base, 200) // enwiki: past the byte limit, the dewiki message is removed
+	rc, err := js.Stream(ctx, pipeline.StreamRecentChange)
+	require.NoError(t, err)
+	info, err := rc.Info(ctx)
+	require.NoError(t, err)
+	require.Greater(t, info.State.FirstSeq, uint64(1))
+
+	res, err := pipeline.ResumePoint(ctx, js)
+	require.NoError(t, err)
+	assert.Empty(t, res.Lost, "nothing of the filtered consumer's was removed unfinished")
+	assert.Equal(t, base.Add(199*time.Second), res.From.UTC(), "caught up: the newest stored event")
+}

@@ -127,7 +127,7 @@ func (c *checkpointer) logLost(lost []pipeline.Loss) {
 		c.lost[key] = l.ThroughSeq
 		ev := c.log.Error().Str("stream", l.Stream).Str("consumer", l.Consumer).
 			Uint64("first_seq", from).Uint64("last_seq", l.ThroughSeq).Uint64("count", l.ThroughSeq-from+1).
-			Time("kept_from", l.KeptFrom)
+			Bool("count_is_upper_bound", l.Filtered).Time("kept_from", l.KeptFrom)
 		if !c.last.IsZero() && c.last.Before(l.KeptFrom) {
 			ev = ev.Time("lost_after", c.last).Dur("span_at_most", l.KeptFrom.Sub(c.last))
 		}

@@ -76,6 +76,7 @@ func TestCheckpointLogsWhatRetentionRemoved(t *testing.T) {
 	assert.Equal(t, pipeline.StreamRecentChange, l["stream"])
 	assert.Equal(t, "evaluate", l["consumer"])
 	assert.EqualValues(t, first-1, l["count"])
+	assert.Equal(t, false, l["count_is_upper_bound"], "an unfiltered consumer: every removed message was its own")
 	assert.EqualValues(t, 1, l["first_seq"])
 	assert.EqualValues(t, first-1, l["last_seq"])
 	assert.Equal(t, kept.Format(time.RFC3339), l["kept_from"])

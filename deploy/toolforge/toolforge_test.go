@@ -393,8 +393,8 @@ const everyEventRule = `rules:
 // checkpoint on the tool's home. Every event the source served is
 // evaluated (no gap), no run evaluates an event twice, and the repeats are
 // only events from the checkpoint's second on, no more than the design
-// allows: those of that second before resume_from (since= is whole
-// seconds), plus what the evaluator finished between the last checkpoint
+// allows: the events of that second (since= is whole seconds, and so are
+// the fixtures' event times), plus what the evaluator finished between the last checkpoint
 // and the kill: the checkpoint interval's worth at the source's rate, with
 // restartMargin for a loaded 2-core machine (a late tick, a slow fsync of
 // the checkpoint, the evaluator's in-flight batch and lag).
@@ -516,8 +516,8 @@ func TestJobRestartFromCheckpoint(t *testing.T) {
 		if resumeOff == len(events) && !dt.Before(since) {
 			resumeOff = i
 		}
-		if resumeOff <= i && dt.Before(c.ResumeFrom) {
-			sameSecond++
+		if resumeOff <= i && dt.Before(since.Add(time.Second)) {
+			sameSecond++ // the events of resume_from's second (the fixtures' meta.dt are whole seconds)
 		}
 	}
 	snapshot := func(r *run) map[string]int {
@@ -540,7 +540,7 @@ func TestJobRestartFromCheckpoint(t *testing.T) {
 		assert.Equal(t, 1, n, "the second run evaluated %s %d times", id, n)
 	}
 	bound := sameSecond + int(float64(rate)*(checkpointInterval+restartMargin).Seconds())
-	t.Logf("first run evaluated %d events, second %d; %d evaluated twice, bound %d (%d of resume_from's second before it, "+
+	t.Logf("first run evaluated %d events, second %d; %d evaluated twice, bound %d (%d in resume_from's second, "+
 		"%d ev/s × (%v + %v)); checkpoint resume_from %s, resumed at offset %d",
 		len(firstSeen), len(secondSeen), repeated, bound, sameSecond, rate, checkpointInterval, restartMargin,
 		c.ResumeFrom.Format(time.RFC3339Nano), resumeOff)
