@@ -117,3 +117,31 @@ func RefOf(ev *RecentChange) Ref {
 
 // SizeDelta is NewSize − OldSize.
 func (r Ref) SizeDelta() int64 { return r.NewSize - r.OldSize }
+
+// A named account is new until Wikipedia would autoconfirm it: fewer than
+// NewUserEdits edits, or registered less than NewUserAge before the edit.
+const (
+	NewUserEdits = 10
+	NewUserAge   = 4 * 24 * time.Hour
+)
+
+// NewAccount reports whether the performer of the edit, by the edit count
+// and registration the rules stage fetched, was not autoconfirmed at the
+// time of the edit (detected when the event has no time). Unknown is false.
+// The IRC line and the patroller feed both call such a user "new".
+func (r *Ref) NewAccount(detected time.Time) bool {
+	if r.UserEditCount != nil && *r.UserEditCount < NewUserEdits {
+		return true
+	}
+	if r.UserRegistration == 0 {
+		return false
+	}
+	at := detected
+	if r.Timestamp != 0 {
+		at = time.Unix(r.Timestamp, 0)
+	}
+	if at.IsZero() {
+		return false
+	}
+	return at.Sub(time.Unix(r.UserRegistration, 0)) < NewUserAge
+}

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/rcwatch/rcwatch/event"
 )
@@ -26,13 +25,6 @@ const (
 // TagNewUser on an alert marks its user as a new account whatever the
 // enrichment says (a rule's own judgement).
 const TagNewUser = "new-user"
-
-// A named account is new until Wikipedia would autoconfirm it: fewer than
-// NewUserEdits edits, or registered less than NewUserAge before the edit.
-const (
-	NewUserEdits = 10
-	NewUserAge   = 4 * 24 * time.Hour
-)
 
 // Limits of a filter query, so a URL cannot make the server work hard.
 const (
@@ -54,36 +46,16 @@ type Filter struct {
 // ClassOf is the user class of an alert: ip, temp, new or named; "" for a
 // redacted user. A named account is new when the rule tagged the alert
 // new-user, or when the enrichment the alert carries says it is not
-// autoconfirmed yet (IsNewAccount); unknown counts as not new.
+// autoconfirmed yet (event.Ref.NewAccount); unknown counts as not new.
 func ClassOf(a *event.Alert) string {
 	t := a.Event.UserType
 	if t == "" {
 		t = event.UserType(a.Event.User)
 	}
-	if t == ClassNamed && (slices.Contains(a.Tags, TagNewUser) || IsNewAccount(&a.Event, a.DetectedAt)) {
+	if t == ClassNamed && (slices.Contains(a.Tags, TagNewUser) || a.Event.NewAccount(a.DetectedAt)) {
 		return ClassNew
 	}
 	return t
-}
-
-// IsNewAccount reports whether the performer of r, by the edit count and
-// registration the rules stage fetched, was not autoconfirmed at the time
-// of the edit (detected when the event has no time). Unknown is false.
-func IsNewAccount(r *event.Ref, detected time.Time) bool {
-	if r.UserEditCount != nil && *r.UserEditCount < NewUserEdits {
-		return true
-	}
-	if r.UserRegistration == 0 {
-		return false
-	}
-	at := detected
-	if r.Timestamp != 0 {
-		at = time.Unix(r.Timestamp, 0)
-	}
-	if at.IsZero() {
-		return false
-	}
-	return at.Sub(time.Unix(r.UserRegistration, 0)) < NewUserAge
 }
 
 // ParseFilter reads a filter from URL query parameters: wiki, ns, rule and

@@ -68,7 +68,8 @@ var defaultTextBudget = TextBudget(strings.Repeat("n", 30), strings.Repeat("u", 
 
 // UserClass is the label shown after the user name: "IP", "temp", "new" or
 // "registered" ("new" when the rule tagged the alert new-user, new_user or
-// newuser, since the alert carries no edit count).
+// newuser, or when the edit count and registration the alert carries say
+// the account was not autoconfirmed: event.Ref.NewAccount, as in the feed).
 func UserClass(a *event.Alert) string {
 	ut := a.Event.UserType
 	if ut == "" {
@@ -87,6 +88,9 @@ func UserClass(a *event.Alert) string {
 		case "new-user", "new_user", "newuser":
 			return "new"
 		}
+	}
+	if a.Event.NewAccount(a.DetectedAt) {
+		return "new"
 	}
 	return "registered"
 }

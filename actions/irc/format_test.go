@@ -3,6 +3,7 @@ package irc
 import (
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
@@ -221,5 +222,30 @@ func TestFormatBacklogDigest(t *testing.T) {
 		require.NotContains(t, s, "\r")
 		require.NotContains(t, s, "\n")
 		require.Contains(t, s, "+5 more")
+	}
+}
+
+// The label after the user name: "new" by the rule's tag, or by the edit
+// count and registration the alert carries (the feed's rule).
+func TestUserClass(t *testing.T) {
+	few, many := int64(3), int64(5000)
+	edit := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		alert event.Alert
+		want  string
+	}{
+		{"IP", event.Alert{Event: event.Ref{User: "192.0.2.1"}}, "IP"},
+		{"named, nothing known", event.Alert{Event: event.Ref{User: "Example"}}, "registered"},
+		{"tagged new-user", event.Alert{Event: event.Ref{User: "Example"}, Tags: []string{"new-user"}}, "new"},
+		{"3 edits", event.Alert{Event: event.Ref{User: "Example", UserEditCount: &few}}, "new"},
+		{"5,000 edits, registered years ago", event.Alert{Event: event.Ref{User: "Example", UserEditCount: &many,
+			UserRegistration: edit.AddDate(-5, 0, 0).Unix(), Timestamp: edit.Unix()}}, "registered"},
+		{"IP with few edits stays IP", event.Alert{Event: event.Ref{User: "192.0.2.1", UserEditCount: &few}}, "IP"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, UserClass(&tt.alert))
+		})
 	}
 }
