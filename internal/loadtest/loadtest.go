@@ -17,6 +17,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -202,10 +204,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	replay := ingest.NewReplay(ingest.ReplayConfig{Events: cfg.Events, Loop: true, UniqueIDs: true,
 		Limit: cfg.N, Rate: cfg.Rate}, zerolog.Nop())
 	var res Result
+	settle() // the previous run's files: written back before this one starts
 	if cfg.Baseline {
-		if res.Baseline, err = baseline(ctx, filepath.Join(dir, "baseline"), replay, cfg.N); err != nil {
+		bdir := filepath.Join(dir, "baseline")
+		if res.Baseline, err = baseline(ctx, bdir, replay, cfg.N); err != nil {
 			return res, err
 		}
+		if err := os.RemoveAll(bdir); err != nil {
+			return res, fmt.Errorf("removing the baseline's store: %w", err)
+		}
+		settle()
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -217,6 +225,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	url := "http://" + ln.Addr().String() + "/v2/stream/recentchange"
 	err = pipelineRun(ctx, cfg, dir, url, replay, &res)
 	return res, err
+}
+
+// settle lets one measurement's leftovers finish before the next starts:
+// the kernel writes back the dirty pages of the last store (otherwise its
+// flusher writes the baseline's hundreds of MB while the pipeline runs, on
+// the same two cores) and this process returns the baseline's payloads.
+func settle() {
+	syscall.Sync()
+	runtime.GC()
+	debug.FreeOSMemory()
 }
 
 // baseline publishes the same N payloads with JetStream async publish
