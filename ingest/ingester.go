@@ -106,6 +106,7 @@ type Ingester struct {
 	maxData   int // the largest event published: MaxEventSize, or less to fit the server's max_payload
 	pub       *publisher
 	lastID    string // id of the newest frame handed to the publisher
+	ev        event.RecentChange // the frame being handled, reused (handle runs on one goroutine)
 	held      *heldFrame
 	truncated map[string]int
 	started   atomic.Bool
@@ -339,8 +340,8 @@ func (in *Ingester) handle(ctx context.Context, f Frame) error {
 		return in.deadLetter(ctx, f, "too_large", fmt.Errorf("%w: %d bytes > %d (MaxEventSize %d, NATS server max_payload %d)",
 			event.ErrTooLarge, len(f.Data), in.maxData, in.cfg.MaxEventSize, in.nc.MaxPayload()))
 	}
-	var ev event.RecentChange
-	if err := event.DecodeInto(f.Data, &ev); err != nil {
+	ev := &in.ev // its strings are fresh per frame; only the struct is reused
+	if err := event.DecodeInto(f.Data, ev); err != nil {
 		// A cut connection leaves invalid JSON, or invalid UTF-8 when it
 		// falls inside a character: hold the frame until we know which.
 		cut := errors.Is(err, event.ErrInvalidJSON) || errors.Is(err, event.ErrInvalidUTF8)
@@ -357,10 +358,8 @@ func (in *Ingester) handle(ctx context.Context, f Frame) error {
 	msg := &nats.Msg{
 		Subject: pipeline.RecentChangeSubject(ev.Wiki, ev.Type),
 		Data:    f.Data,
-		Header:  nats.Header{},
+		Header:  nats.Header{jetstream.MsgIDHeader: {ev.Meta.ID}, pipeline.HeaderEventTime: {ev.Meta.DT}},
 	}
-	msg.Header.Set(jetstream.MsgIDHeader, ev.Meta.ID)
-	msg.Header.Set(pipeline.HeaderEventTime, ev.Meta.DT)
 	return in.advance(ctx, in.pub.publish(ctx, msg, id, ev.Time(), false), id)
 }
 
