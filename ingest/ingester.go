@@ -105,7 +105,7 @@ type Ingester struct {
 	// set while running
 	maxData   int // the largest event published: MaxEventSize, or less to fit the server's max_payload
 	pub       *publisher
-	lastID    string // id of the newest frame handed to the publisher
+	lastID    string             // id of the newest frame handed to the publisher
 	ev        event.RecentChange // the frame being handled, reused (handle runs on one goroutine)
 	held      *heldFrame
 	truncated map[string]int
