@@ -48,13 +48,9 @@ func startPullRunner(t *testing.T, js jetstream.JetStream, reg *prometheus.Regis
 	}
 }
 
-// Messages spanning many pull batches reach a single worker in stream
-// order, every one once, and no order gap is taken for events lost to
-// retention.
-func TestRunnerPullsInOrderAcrossBatches(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := srv.Connect(t)
-	const n = 1000
+// publishN stores n messages on RECENTCHANGE, their bodies 0 … n-1.
+func publishN(t *testing.T, js jetstream.JetStream, n int) {
+	t.Helper()
 	for i := range n {
 		_, err := js.PublishAsync("rc.testwiki.edit", []byte(strconv.Itoa(i)))
 		require.NoError(t, err)
@@ -64,6 +60,16 @@ func TestRunnerPullsInOrderAcrossBatches(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("publishing timed out")
 	}
+}
+
+// Messages spanning many pull batches reach a single worker in stream
+// order, every one once, and no order gap is taken for events lost to
+// retention.
+func TestRunnerPullsInOrderAcrossBatches(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	const n = 1000
+	publishN(t, js, n)
 	reg := prometheus.NewRegistry()
 	handled := startPullRunner(t, js, reg, pipeline.RunnerConfig{}, 0)
 	require.Eventually(t, func() bool { return len(handled()) == n }, 30*time.Second, 10*time.Millisecond)
@@ -106,15 +112,7 @@ func TestRunnerBatchFollowsHandlerPace(t *testing.T) {
 	srv := natstest.Start(t)
 	_, js := srv.Connect(t)
 	const n = 80
-	for i := range n {
-		_, err := js.PublishAsync("rc.testwiki.edit", []byte(strconv.Itoa(i)))
-		require.NoError(t, err)
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(30 * time.Second):
-		t.Fatal("publishing timed out")
-	}
+	publishN(t, js, n)
 	reg := prometheus.NewRegistry()
 	handled := startPullRunner(t, js, reg, pipeline.RunnerConfig{PullBatch: 256, AckWait: 2 * time.Second}, 40*time.Millisecond)
 	require.Eventually(t, func() bool { return len(handled()) >= n }, time.Minute, 10*time.Millisecond)
