@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -302,7 +301,7 @@ func (in *Ingester) backoff(failures int) time.Duration {
 	if d <= 0 || d > in.cfg.BackoffMax {
 		d = in.cfg.BackoffMax
 	}
-	return d/2 + rand.N(d/2+1) // jitter: [d/2, d]
+	return pipeline.Jitter(d)
 }
 
 // handle processes one frame. It returns an error only when ctx ended.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -69,7 +68,7 @@ func WhileNATSUnavailable[T any](ctx context.Context, log zerolog.Logger, what s
 			logged = t
 			log.Warn().Err(err).Dur("retry_in", wait).Msg("NATS cannot " + what + " yet; waiting")
 		}
-		t := time.NewTimer(wait/2 + rand.N(wait/2+1)) //nolint:gosec // jitter
+		t := time.NewTimer(Jitter(wait))
 		select {
 		case <-ctx.Done():
 			t.Stop()

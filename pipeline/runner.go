@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -747,7 +746,7 @@ func (r *Runner) storageFailed(err error) time.Duration {
 	r.storageFails++
 	r.m.storageFailing.Set(1)
 	d := min(100*time.Millisecond<<min(r.storageFails-1, 16), r.cfg.StorageBackoffMax)
-	wait := d/2 + rand.N(d/2+1)
+	wait := Jitter(d)
 	if now.Sub(r.storageLog) >= 10*time.Second {
 		r.storageLog = now
 		r.log.Error().Err(err).Int("failures", r.storageFails).Time("since", r.storageSince).Dur("retry_in", wait).

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -248,7 +247,7 @@ func (r *opRun) loginWait(err error) error {
 	if wait <= 0 || wait > loginWaitMax {
 		wait = loginWaitMax
 	}
-	wait = wait/2 + rand.N(wait/2+1) //nolint:gosec // jitter
+	wait = pipeline.Jitter(wait)
 	r.w.m.retries.WithLabelValues(r.a.Event.Wiki, "login_stopped").Inc()
 	return pipeline.Retry(err, wait)
 }
@@ -305,7 +304,7 @@ func (r *opRun) publish(ctx context.Context) error {
 			return nil
 		}
 		wait = min(2*wait, 2*time.Second)
-		t := time.NewTimer(wait/2 + rand.N(wait/2+1)) //nolint:gosec // jitter
+		t := time.NewTimer(pipeline.Jitter(wait))
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,7 +116,7 @@ func (c *channel) loop(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(ttl/4 + rand.N(ttl/4+1)): //nolint:gosec // jitter
+			case <-time.After(pipeline.Jitter(ttl / 2)):
 			}
 			continue
 		}

@@ -13,6 +13,8 @@ import (
 	"github.com/lrstanley/girc"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/rcwatch/rcwatch/pipeline"
 )
 
 // network is one connection with its flood queue and channels.
@@ -261,7 +263,7 @@ func (n *network) connectLoop(ctx context.Context) {
 		if n.w.now().Sub(start) > time.Minute {
 			delay = n.cfg.ReconnectMin
 		}
-		wait := delay/2 + rand.N(delay/2+1) //nolint:gosec // jitter
+		wait := pipeline.Jitter(delay)
 		n.log.Warn().Err(err).Dur("retry_in", wait).Msg("IRC connection ended; reconnecting")
 		t := time.NewTimer(wait)
 		select {

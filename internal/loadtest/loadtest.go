@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -233,8 +232,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 // the same two cores) and this process returns the baseline's payloads.
 func settle() {
 	syscall.Sync()
-	runtime.GC()
-	debug.FreeOSMemory()
+	debug.FreeOSMemory() // a collection, then the freed memory back to the OS
 }
 
 // baseline publishes the same N payloads with JetStream async publish

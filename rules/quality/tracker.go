@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -382,7 +381,7 @@ func (t *Tracker) Observe(ctx context.Context, ev *event.RecentChange, alerted [
 		if attempt > 0 { // another replica wrote the page: let it finish
 			pause := time.Duration(attempt) * time.Millisecond
 			select {
-			case <-time.After(pause/2 + rand.N(pause/2+1)):
+			case <-time.After(pipeline.Jitter(pause)):
 			case <-ctx.Done():
 				t.fail("put", ev, ctx.Err())
 				return
