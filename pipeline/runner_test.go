@@ -27,6 +27,12 @@ import (
 
 // fillStream limits a stream to max bytes, refusing new messages (DiscardNew),
 // and fills it with one message so that every further publish fails with 503.
+// countingHandler handles every message by counting it.
+func countingHandler() (pipeline.Handler, func() int) {
+	var n atomic.Int64
+	return func(context.Context, jetstream.Msg) error { n.Add(1); return nil }, func() int { return int(n.Load()) }
+}
+
 func fillStream(t *testing.T, js jetstream.JetStream, name, subject string, maxBytes int64) {
 	t.Helper()
 	ctx := context.Background()
@@ -344,9 +350,7 @@ func TestRunnerReportsStall(t *testing.T) {
 	_, js := srv.Connect(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var mu sync.Mutex
-	n := 0
-	h := func(context.Context, jetstream.Msg) error { mu.Lock(); n++; mu.Unlock(); return nil }
+	h, handled := countingHandler()
 	reg := prometheus.NewRegistry()
 	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.Nop()}, pipeline.RunnerConfig{
 		Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test",
@@ -369,7 +373,7 @@ func TestRunnerReportsStall(t *testing.T) {
 
 	_, err = js.ResumeConsumer(ctx, pipeline.StreamRecentChange, "test")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return n == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return handled() == 1 }, 10*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool { return r.Ready() == nil }, 10*time.Second, 10*time.Millisecond)
 	cancel()
 	require.NoError(t, <-done)
@@ -469,10 +473,7 @@ func TestRunnerRetentionIdleFilteredIsNoLoss(t *testing.T) {
 	_, js := srv.Connect(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var mu sync.Mutex
-	n := 0
-	h := func(context.Context, jetstream.Msg) error { mu.Lock(); n++; mu.Unlock(); return nil }
-	handled := func() int { mu.Lock(); defer mu.Unlock(); return n }
+	h, handled := countingHandler()
 	reg := prometheus.NewRegistry()
 	logs := logtest.NewSink()
 	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.New(logs)}, pipeline.RunnerConfig{
