@@ -760,6 +760,9 @@ func testLoginStopped(t *testing.T, w *mwtest.Wiki, logs *logtest.Sink) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), testWikiID)
 	assert.Equal(t, 1.0, metrictest.Sum(t, reg, "rcwatch_edit_login_stopped", "wiki", testWikiID))
-	assert.GreaterOrEqual(t, metrictest.Sum(t, reg, "rcwatch_edit_retries_total", "reason", "login_stopped"), 1.0)
+	// The worker logs the stop, then counts the retry: await the count.
+	require.Eventually(t, func() bool {
+		return metrictest.Sum(t, reg, "rcwatch_edit_retries_total", "reason", "login_stopped") >= 1
+	}, 30*time.Second, 10*time.Millisecond, "the alert sent back with a backoff")
 	assert.Empty(t, botRevs(t, w, "Login target"), "nothing edited")
 }
