@@ -128,9 +128,18 @@ func benchPipeline(cmd *cobra.Command, cfg loadtest.Config, runs int) error {
 		slices.Sort(ratios)
 		slices.Sort(evals)
 		fmt.Fprintf(out, "evaluated ev/s min %.0f median %.0f max %.0f; eval/baseline min %.2f median %.2f max %.2f; stalls over %v in all runs: %d\n",
-			evals[0], evals[len(evals)/2], evals[len(evals)-1], ratios[0], ratios[len(ratios)/2], ratios[len(ratios)-1], cfg.Stall, stalls)
+			evals[0], median(evals), evals[len(evals)-1], ratios[0], median(ratios), ratios[len(ratios)-1], cfg.Stall, stalls)
 	}
 	return nil
+}
+
+// median of sorted values (the mean of the two middle ones for an even count).
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
 
 func printMemory(w io.Writer, mem []loadtest.MemSample) {

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"math"
 	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
+
+	"github.com/rs/zerolog"
 )
 
 // cgroupMemoryFiles hold the container's memory limit: cgroup v2, then v1.
@@ -41,5 +44,19 @@ func containerMemoryLimit(getenv func(string) string, readFile func(string) ([]b
 func setMemoryLimit() {
 	if n := containerMemoryLimit(os.Getenv, os.ReadFile); n > 0 {
 		debug.SetMemoryLimit(n)
+	}
+}
+
+// logMemoryLimit says which soft memory limit the Go runtime works under
+// and where it came from, so an operator sees it (the runtime is silent).
+func logMemoryLimit(log zerolog.Logger, getenv func(string) string) {
+	n := debug.SetMemoryLimit(-1) // -1 reads without changing
+	switch {
+	case n == math.MaxInt64:
+		log.Info().Msg("Go memory limit: none (no GOMEMLIMIT, no container limit); the heap grows with the load")
+	case getenv("GOMEMLIMIT") != "":
+		log.Info().Int64("bytes", n).Str("from", "GOMEMLIMIT").Msg("Go memory limit")
+	default:
+		log.Info().Int64("bytes", n).Str("from", "container memory limit × 0.9").Msg("Go memory limit")
 	}
 }

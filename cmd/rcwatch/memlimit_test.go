@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
+	"math"
+	"runtime/debug"
 	"testing"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -37,6 +41,28 @@ func TestContainerMemoryLimit(t *testing.T) {
 				return nil, errors.Join(fs.ErrNotExist)
 			}
 			assert.Equal(t, tc.want, containerMemoryLimit(getenv, read))
+		})
+	}
+}
+
+func TestLogMemoryLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	tests := []struct {
+		name  string
+		limit int64
+		env   string
+		want  string
+	}{
+		{"none", math.MaxInt64, "", `"message":"Go memory limit: none`},
+		{"from GOMEMLIMIT", 300 << 20, "300MiB", `"bytes":314572800,"from":"GOMEMLIMIT"`},
+		{"from the container", 400 << 20, "", `"bytes":419430400,"from":"container memory limit × 0.9"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetMemoryLimit(tc.limit)
+			var buf bytes.Buffer
+			logMemoryLimit(zerolog.New(&buf), func(string) string { return tc.env })
+			assert.Contains(t, buf.String(), tc.want)
 		})
 	}
 }

@@ -113,6 +113,7 @@ func setup(ctx context.Context, name string, c commonFlags, emb *embeddedFlags) 
 	if err := c.validate(); err != nil {
 		return nil, nil, err
 	}
+	logMemoryLimit(log, os.Getenv)
 	if emb != nil && c.NATS == "" {
 		if err := emb.validate(); err != nil {
 			return nil, nil, err
