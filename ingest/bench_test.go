@@ -2,6 +2,8 @@ package ingest_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/rcwatch/rcwatch/event"
 	"github.com/rcwatch/rcwatch/ingest"
+	"github.com/rcwatch/rcwatch/internal/testbed/fixtures"
 	"github.com/rcwatch/rcwatch/internal/testbed/natstest"
 	"github.com/rcwatch/rcwatch/pipeline"
 )
@@ -77,4 +80,23 @@ func BenchmarkNATSAsyncPublishBaseline(b *testing.B) {
 		b.ReportMetric(float64(benchEvents)/el.Seconds(), "events/s")
 		b.ReportMetric(float64(el.Nanoseconds())/benchEvents, "ns/event")
 	}
+}
+
+// BenchmarkReplayServe measures the replay server alone: N frames of the
+// looped fixtures (fresh meta.ids from the second pass) over loopback HTTP
+// to a client that reads and discards them. Its CPU shares the machine with
+// rcwatch run in `rcwatch bench pipeline`.
+func BenchmarkReplayServe(b *testing.B) {
+	events := fixtures.Events(b)
+	const n = 50_000
+	for b.Loop() {
+		_, url := startReplay(b, ingest.ReplayConfig{Events: events, Loop: true, UniqueIDs: true, Limit: n, CloseAtEnd: true})
+		resp, err := http.Get(url)
+		require.NoError(b, err)
+		got, err := io.Copy(io.Discard, resp.Body)
+		require.NoError(b, err)
+		require.NoError(b, resp.Body.Close())
+		require.Greater(b, got, int64(n*100))
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")
 }

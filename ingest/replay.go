@@ -59,6 +59,7 @@ type Replay struct {
 	cfg   ReplayConfig
 	times []time.Time // meta.dt of each event, for ?since=
 	dup   []bool      // the event's meta.id is an earlier event's
+	idAt  [][2]int    // where the event's meta.id lies ({0, 0}: none found)
 	log   zerolog.Logger
 
 	conns  atomic.Int64
@@ -72,7 +73,8 @@ func NewReplay(cfg ReplayConfig, log zerolog.Logger) *Replay {
 	if cfg.Topic == "" {
 		cfg.Topic = "replay.mediawiki.recentchange"
 	}
-	r := &Replay{cfg: cfg, log: log, times: make([]time.Time, len(cfg.Events)), dup: make([]bool, len(cfg.Events))}
+	r := &Replay{cfg: cfg, log: log, times: make([]time.Time, len(cfg.Events)), dup: make([]bool, len(cfg.Events)),
+		idAt: make([][2]int, len(cfg.Events))}
 	ids := make(map[string]bool, len(cfg.Events))
 	for i, e := range cfg.Events {
 		var v struct {
@@ -86,6 +88,7 @@ func NewReplay(cfg ReplayConfig, log zerolog.Logger) *Replay {
 			r.dup[i] = v.Meta.ID != "" && ids[v.Meta.ID]
 			ids[v.Meta.ID] = true
 		}
+		r.idAt[i], _ = metaIDAt(e)
 	}
 	return r
 }
@@ -178,6 +181,7 @@ func (r *Replay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	total := r.total()
 	sent := 0
+	var buf []byte
 	for ; total < 0 || off < total; off++ {
 		var due <-chan time.Time
 		if pace != nil {
@@ -204,7 +208,12 @@ func (r *Replay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			default:
 			}
 		}
-		writeFrame(bw, r.ID(off), r.payload(off))
+		data, at, salt, rewrite := r.rewrite(off)
+		if rewrite {
+			buf = appendNewID(buf[:0], data, at, salt) // the frame is written before the next one reuses buf
+			data = buf
+		}
+		writeFrame(bw, r.ID(off), data)
 		r.served.Add(1)
 		sent++
 		if sent%64 == 0 {
@@ -232,56 +241,95 @@ func (r *Replay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // an earlier event's id one derived from its offset: every frame is a new
 // event to JetStream.
 func (r *Replay) payload(off int64) []byte {
+	data, at, salt, ok := r.rewrite(off)
+	if !ok {
+		return data
+	}
+	out := make([]byte, 0, len(data))
+	return appendNewID(out, data, at, salt)
+}
+
+// rewrite says whether the event at off is served with a new meta.id: the
+// event, where its id lies (start, end) and the salt of the new one.
+func (r *Replay) rewrite(off int64) (data []byte, at [2]int, salt int64, ok bool) {
 	n := int64(len(r.cfg.Events))
 	i := off % n
-	data := r.cfg.Events[i]
-	if !r.cfg.UniqueIDs || !r.cfg.Loop {
-		return data
+	data = r.cfg.Events[i]
+	if !r.cfg.UniqueIDs || !r.cfg.Loop || r.idAt[i][1] == 0 {
+		return data, at, 0, false
 	}
 	switch pass := off / n; {
 	case r.dup[i]:
-		return rewriteMetaID(data, -(off + 1)) // negative: never a pass number
+		return data, r.idAt[i], -(off + 1), true // negative: never a pass number
 	case pass > 0:
-		return rewriteMetaID(data, pass)
+		return data, r.idAt[i], pass, true
 	}
-	return data
+	return data, at, 0, false
 }
 
 // rewriteMetaID replaces the first "id":"<uuid>" after "meta" with an id
 // derived from it and salt, keeping every other byte.
 func rewriteMetaID(data []byte, salt int64) []byte {
+	at, ok := metaIDAt(data)
+	if !ok {
+		return data
+	}
+	return appendNewID(make([]byte, 0, len(data)), data, at, salt)
+}
+
+// metaIDAt finds the value of the first "id" after "meta": data[at[0]:at[1]].
+func metaIDAt(data []byte) (at [2]int, ok bool) {
 	mi := bytes.Index(data, []byte(`"meta"`))
 	if mi < 0 {
-		return data
+		return at, false
 	}
 	rest := data[mi:]
 	ki := bytes.Index(rest, []byte(`"id"`))
 	if ki < 0 {
-		return data
+		return at, false
 	}
 	vs := bytes.IndexByte(rest[ki+4:], '"')
 	if vs < 0 {
-		return data
+		return at, false
 	}
 	start := mi + ki + 4 + vs + 1
 	ve := bytes.IndexByte(data[start:], '"')
 	if ve < 0 {
-		return data
+		return at, false
 	}
-	old := data[start : start+ve]
-	sum := sha1.Sum(append(append([]byte{}, old...), strconv.FormatInt(salt, 10)...))
-	h := hex.EncodeToString(sum[:16])
-	id := h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-	out := make([]byte, 0, len(data)-len(old)+len(id))
-	out = append(out, data[:start]...)
-	out = append(out, id...)
-	return append(out, data[start+ve:]...)
+	return [2]int{start, start + ve}, true
+}
+
+// appendNewID appends data to dst with the id at data[at[0]:at[1]] replaced
+// by a UUID-shaped id derived from it and salt (the same for the same pair).
+func appendNewID(dst, data []byte, at [2]int, salt int64) []byte {
+	var key [128]byte
+	h := sha1.Sum(strconv.AppendInt(append(key[:0], data[at[0]:at[1]]...), salt, 10))
+	var hx [32]byte
+	hex.Encode(hx[:], h[:16])
+	dst = append(dst, data[:at[0]]...)
+	dst = append(dst, hx[0:8]...)
+	dst = append(dst, '-')
+	dst = append(dst, hx[8:12]...)
+	dst = append(dst, '-')
+	dst = append(dst, hx[12:16]...)
+	dst = append(dst, '-')
+	dst = append(dst, hx[16:20]...)
+	dst = append(dst, '-')
+	dst = append(dst, hx[20:32]...)
+	return append(dst, data[at[1]:]...)
 }
 
 func writeFrame(w *bufio.Writer, id string, data []byte) {
 	_, _ = w.WriteString("event: message\nid: ")
 	_, _ = w.WriteString(id)
 	_ = w.WriteByte('\n')
+	if bytes.IndexByte(data, '\n') < 0 && bytes.IndexByte(data, '\r') < 0 { // EventStreams JSON: one line
+		_, _ = w.WriteString("data: ")
+		_, _ = w.Write(data)
+		_, _ = w.WriteString("\n\n")
+		return
+	}
 	// One data: line per line of the payload; like KafkaSSE, a run of CR/LF
 	// counts as one line break (EventStreams JSON has none).
 	for {

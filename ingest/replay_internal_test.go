@@ -3,10 +3,14 @@ package ingest
 import (
 	"bufio"
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 )
 
@@ -66,5 +70,35 @@ func TestPacerCatchesUp(t *testing.T) {
 			ch := p.wait(start.Add(tt.now), tt.k)
 			require.Equal(t, tt.due, ch == nil)
 		})
+	}
+}
+
+// What the server writes is what Payload gives (the load harness publishes
+// Payload as its baseline), pass after pass, repeated ids included.
+func TestReplayServesPayload(t *testing.T) {
+	events := [][]byte{
+		[]byte(`{"meta":{"id":"ab8f9f18-a974-48f6-a668-988eb66b1536","dt":"2024-01-01T00:00:00Z"},"wiki":"a"}`),
+		[]byte(`{"meta":{"id":"ab8f9f18-a974-48f6-a668-988eb66b1536","dt":"2024-01-01T00:00:01Z"},"wiki":"b"}`), // a repeated id
+		[]byte(`{"meta":{"dt":"2024-01-01T00:00:02Z"},"wiki":"no id"}`),
+		[]byte("{\"meta\":{\"id\":\"c\"},\r\n\"wiki\":\"two lines\"}"),
+	}
+	r := NewReplay(ReplayConfig{Events: events, Loop: true, UniqueIDs: true, Limit: 12, CloseAtEnd: true}, zerolog.Nop())
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	frames := ParseSSE(body)
+	require.Len(t, frames, 12)
+	seen := map[string]bool{}
+	for off, f := range frames {
+		want := regexp.MustCompile(`[\r\n]+`).ReplaceAllString(string(r.Payload(int64(off))), "\n")
+		require.Equal(t, want, string(f), "offset %d", off)
+		if m := regexp.MustCompile(`"id":"([^"]*)"`).FindSubmatch(f); m != nil && off%4 != 2 {
+			require.False(t, seen[string(m[1])], "offset %d repeats id %s", off, m[1])
+			seen[string(m[1])] = true
+		}
 	}
 }
