@@ -21,11 +21,20 @@ type params struct {
 	Features  int     // tree inputs each split may choose from (drawn per node; 0: all), like scikit-learn's max_features
 	Seed      uint64
 	LinLambda float64 // the linear stage's pull towards its prior weights
+	// GradientSplit scores splits as scikit-learn's GradientBoosting does:
+	// least squares on the gradients, each case weighing its case weight
+	// (MinHess is then the least case weight in a child), instead of
+	// Newton's gain G²/(H+λ). Leaf values are Newton steps either way.
+	GradientSplit bool
 }
 
 func (p params) String() string {
-	return fmt.Sprintf("%d trees of depth %d, eta %g, lambda %g, min hessian %g, subsample %g, %s per split, vandalism weight %g, seed %d; linear stage lambda %g",
-		p.Trees, p.Depth, p.Eta, p.Lambda, p.MinHess, p.Subsample, featuresText(p.Features), p.PosWeight, p.Seed, p.LinLambda)
+	split := ""
+	if p.GradientSplit {
+		split = ", least-squares splits (min hessian: least case weight)"
+	}
+	return fmt.Sprintf("%d trees of depth %d, eta %g, lambda %g, min hessian %g, subsample %g, %s per split%s, vandalism weight %g, seed %d; linear stage lambda %g",
+		p.Trees, p.Depth, p.Eta, p.Lambda, p.MinHess, p.Subsample, featuresText(p.Features), split, p.PosWeight, p.Seed, p.LinLambda)
 }
 
 func featuresText(n int) string {
@@ -92,6 +101,10 @@ func fit(d *dataset, p params) *detect.Model {
 	}
 	g := make([]float64, n)
 	h := make([]float64, n)
+	splitW := h // the split weights: the hessians, or with GradientSplit the case weights
+	if p.GradientSplit {
+		splitW = tw
+	}
 	node := make([]int32, n) // the row's node in the tree being grown; -1: not in this tree's sample
 	rng := rand.New(rand.NewPCG(p.Seed, 0x5eed))
 	for t := 0; t < p.Trees; t++ {
@@ -108,7 +121,7 @@ func fit(d *dataset, p params) *detect.Model {
 				node[i] = -1
 			}
 		}
-		tree := growTree(d, order, g, h, node, p, rng)
+		tree := growTree(d, order, g, h, splitW, node, p, rng)
 		m.Trees = append(m.Trees, tree)
 		for i := 0; i < n; i++ {
 			z[i] += tree.Eval(d.X[i])
@@ -263,8 +276,10 @@ type split struct {
 }
 
 // growTree grows one tree level by level. node holds each row's current
-// node (tree index), -1 for rows outside this tree's sample.
-func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p params, rng *rand.Rand) detect.Tree {
+// node (tree index), -1 for rows outside this tree's sample. Splits are
+// scored with the weights s (h itself for Newton splits), leaves valued
+// with g and h.
+func growTree(d *dataset, order [][]int32, g, h, s []float64, node []int32, p params, rng *rand.Rand) detect.Tree {
 	var treeInputs []int
 	for f := 0; f < detect.NumInputs; f++ {
 		if !detect.IsLinearInput(f) {
@@ -272,11 +287,12 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 		}
 	}
 	tree := detect.Tree{{}}
-	leafG, leafH := []float64{0}, []float64{0}
+	leafG, leafH, leafS := []float64{0}, []float64{0}, []float64{0}
 	for i := range node {
 		if node[i] == 0 {
 			leafG[0] += g[i]
 			leafH[0] += h[i]
+			leafS[0] += s[i]
 		}
 	}
 	frontier := []int{0}
@@ -312,7 +328,7 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 			for _, nd := range frontier {
 				a := &accs[nd]
 				a.G, a.H, a.seen = 0, 0, false
-				a.missG, a.missH = leafG[nd], leafH[nd]
+				a.missG, a.missH = leafG[nd], leafS[nd]
 			}
 			for _, i := range order[f] {
 				nd := node[i]
@@ -321,7 +337,7 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 				}
 				a := &accs[nd]
 				a.missG -= g[i]
-				a.missH -= h[i]
+				a.missH -= s[i]
 			}
 			for _, i := range order[f] {
 				nd := node[i]
@@ -331,7 +347,7 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 				a := &accs[nd]
 				v := d.X[i][f]
 				if a.seen && v > a.last {
-					G, H := leafG[nd], leafH[nd]
+					G, H := leafG[nd], leafS[nd]
 					parent := score(G, H)
 					for _, ml := range [2]bool{false, true} {
 						GL, HL := a.G, a.H
@@ -348,7 +364,7 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 					}
 				}
 				a.G += g[i]
-				a.H += h[i]
+				a.H += s[i]
 				a.last, a.seen = v, true
 			}
 		}
@@ -362,7 +378,7 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 			l, r := len(tree), len(tree)+1
 			tree[nd] = detect.Node{Feature: b.feature, Threshold: b.threshold, Left: l, Right: r, MissingLeft: b.missingLeft}
 			tree = append(tree, detect.Node{}, detect.Node{})
-			leafG, leafH = append(leafG, 0, 0), append(leafH, 0, 0)
+			leafG, leafH, leafS = append(leafG, 0, 0), append(leafH, 0, 0), append(leafS, 0, 0)
 			next = append(next, l, r)
 		}
 		if len(next) == 0 {
@@ -390,6 +406,7 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 			node[i] = int32(c)
 			leafG[c] += g[i]
 			leafH[c] += h[i]
+			leafS[c] += s[i]
 		}
 		frontier = next
 	}
@@ -398,7 +415,9 @@ func growTree(d *dataset, order [][]int32, g, h []float64, node []int32, p param
 			// Rounded to 1e-7 (a few digits of a small value): the model
 			// file stays small, and the scores move by far less than
 			// their own noise.
-			tree[i].Value = math.Round(-leafG[i]/(leafH[i]+p.Lambda)*p.Eta*1e7) / 1e7
+			if leafH[i]+p.Lambda > 0 {
+				tree[i].Value = math.Round(-leafG[i]/(leafH[i]+p.Lambda)*p.Eta*1e7) / 1e7
+			} // else an empty leaf (a split midway between two adjacent floats sends no row one way): 0, not 0/0
 		}
 	}
 	return tree

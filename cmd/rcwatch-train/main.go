@@ -26,6 +26,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/rcwatch/rcwatch/rules"
@@ -53,6 +54,7 @@ type config struct {
 	threshold          float64
 	holdoutPos         int
 	holdoutNeg         int
+	cvTrees            []int
 }
 
 type stringList []string
@@ -82,6 +84,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.Float64Var(&c.p.PosWeight, "pos-weight", 1, "weight of a vandalism case in the trees against a good one")
 	fs.IntVar(&c.p.Features, "features", 3, "tree inputs each split chooses from, drawn per node (0: all nine)")
 	fs.Uint64Var(&c.p.Seed, "seed", 1, "random seed")
+	fs.BoolVar(&c.p.GradientSplit, "gradient-split", false, "score splits by least squares on the gradients, as scikit-learn's GradientBoosting (-min-hess is then the least case weight in a child)")
 	fs.Float64Var(&c.p.LinLambda, "linear-lambda", 2, "the linear stage's pull towards its prior weights")
 	fs.BoolVar(&c.noCV, "no-cv", false, "skip cross-validation: fit the final model only, with -threshold")
 	fs.Float64Var(&c.threshold, "threshold", 0, "with -no-cv: the alerting threshold to write")
@@ -89,8 +92,16 @@ func run(args []string, stdout io.Writer) error {
 	fs.Float64Var(&c.minRecall, "min-recall", 0.4, "the ClueBot NG bar: recall")
 	fs.IntVar(&c.holdoutPos, "holdout-pos", 22, "vandalism cases in the ClueBot NG held-out half (the threshold is picked to pass on samples of its shape)")
 	fs.IntVar(&c.holdoutNeg, "holdout-neg", 244, "good cases in the ClueBot NG held-out half")
+	cvTrees := fs.String("cv-trees", "", "also report the ORES cross-validation after these numbers of rounds, comma-separated (the first N trees of the same fits: one run searches several -trees; exact for cases without text, as all ORES cases)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	for _, f := range strings.FieldsFunc(*cvTrees, func(r rune) bool { return r == ',' }) {
+		k, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || k < 1 || k > c.p.Trees {
+			return fmt.Errorf("-cv-trees: %q is not a number of rounds in 1…%d", f, c.p.Trees)
+		}
+		c.cvTrees = append(c.cvTrees, k)
 	}
 	c.heldout, c.finalWith = held, finalWith
 	ores, err := load(c.ores)
@@ -108,6 +119,9 @@ func run(args []string, stdout io.Writer) error {
 	th := c.threshold
 	if !c.noCV {
 		th = crossValidation(ores, cb, c, stdout)
+	}
+	if c.out == "" && len(c.heldout) == 0 {
+		return nil // a search run: the final model would be neither scored nor written
 	}
 	par := func(s []float64, l []bool) float64 { return rules.PrecisionAtRecall(s, l, c.minRecall) }
 
@@ -176,11 +190,14 @@ func run(args []string, stdout io.Writer) error {
 // NG cases in training) and repeated ClueBot NG folds (all ORES cases in
 // training), and returns the threshold picked on the ClueBot NG scores.
 func crossValidation(ores, cb []example, c config, stdout io.Writer) float64 {
-	oresOOF := crossValidate(ores, 1, cb, c.cluebotWeight, 1, c)
-	cbOOF := crossValidate(cb, c.cluebotWeight, ores, 1, c.repeats, c)
+	oresOOF, prefix := crossValidate(ores, 1, cb, c.cluebotWeight, 1, c, c.cvTrees)
+	cbOOF, _ := crossValidate(cb, c.cluebotWeight, ores, 1, c.repeats, c, nil)
 	oy := labels(ores)
 	fmt.Fprintf(stdout, "ORES dev, %d-fold cross-validation (out-of-fold scores):\n", c.folds)
 	fmt.Fprintf(stdout, "  ROC AUC %s\n  average precision %s\n", ci(oresOOF[0], oy, c, rules.ROCAUC), ci(oresOOF[0], oy, c, rules.AveragePrecision))
+	for j, k := range c.cvTrees {
+		fmt.Fprintf(stdout, "  after %d trees: ROC AUC %s, average precision %s\n", k, ci(prefix[j], oy, c, rules.ROCAUC), ci(prefix[j], oy, c, rules.AveragePrecision))
+	}
 	cy := labels(cb)
 	fmt.Fprintf(stdout, "ClueBot NG dev, %d-fold cross-validation x %d repeats (out-of-fold scores, repeat 1; repeat 2…):\n", c.folds, c.repeats)
 	par := func(s []float64, l []bool) float64 { return rules.PrecisionAtRecall(s, l, c.minRecall) }
@@ -262,8 +279,15 @@ func positives(ex []example) int {
 
 // crossValidate scores each case of target out of fold (stratified folds,
 // repeats times with different shuffles); other is always in training.
-func crossValidate(target []example, targetW float64, other []example, otherW float64, repeats int, c config) [][]float64 {
-	out := make([][]float64, repeats)
+// prefix[j] holds the first repeat's scores by the first at[j] trees of the
+// same fits (without the linear stage, which was fitted after all trees:
+// exact for cases whose text is unknown).
+func crossValidate(target []example, targetW float64, other []example, otherW float64, repeats int, c config, at []int) (out, prefix [][]float64) {
+	out = make([][]float64, repeats)
+	prefix = make([][]float64, len(at))
+	for j := range prefix {
+		prefix[j] = make([]float64, len(target))
+	}
 	for r := 0; r < repeats; r++ {
 		fold := stratifiedFolds(target, c.folds, c.p.Seed+uint64(r)*7919)
 		scores := make([]float64, len(target))
@@ -282,10 +306,19 @@ func crossValidate(target []example, targetW float64, other []example, otherW fl
 			for _, i := range test {
 				scores[i] = detect.Sigmoid(m.Logit(target[i].x[:]))
 			}
+			if r > 0 {
+				continue
+			}
+			for j, k := range at {
+				pm := detect.Model{Base: m.Base, Trees: m.Trees[:k]}
+				for _, i := range test {
+					prefix[j][i] = detect.Sigmoid(pm.Logit(target[i].x[:]))
+				}
+			}
 		}
 		out[r] = scores
 	}
-	return out
+	return out, prefix
 }
 
 func stratifiedFolds(ex []example, folds int, seed uint64) []int {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -53,6 +54,31 @@ func TestRunErrors(t *testing.T) {
 	var out bytes.Buffer
 	assert.Error(t, run([]string{"-ores", filepath.Join(t.TempDir(), "missing.jsonl")}, &out))
 	assert.Error(t, run([]string{"-trees", "x"}, &out))
+	assert.Error(t, run([]string{"-trees", "10", "-cv-trees", "11"}, &out))
+	assert.Error(t, run([]string{"-cv-trees", "0"}, &out))
+}
+
+// TestCVTrees: the cross-validation after the first k trees of the fits
+// (-cv-trees) is the cross-validation of -trees k, and after all of them
+// the run's own figure.
+func TestCVTrees(t *testing.T) {
+	report := func(args ...string) string {
+		var out bytes.Buffer
+		require.NoError(t, run(append([]string{"-ores", "../../testdata/cases/ores.dev.jsonl.bz2", "-cluebot", "../../testdata/cases/cluebot.dev.jsonl",
+			"-out", "", "-repeats", "0", "-bootstrap", "0", "-depth", "3"}, args...), &out))
+		return out.String()
+	}
+	auc := regexp.MustCompile(`(?m)^  ROC AUC (\S+) .*\n  average precision (\S+)`)
+	after := regexp.MustCompile(`after (\d+) trees: ROC AUC (\S+) \S+ \S+, average precision (\S+)`)
+	long := report("-trees", "4", "-cv-trees", "2,4")
+	short := auc.FindStringSubmatch(report("-trees", "2"))
+	require.Len(t, short, 3)
+	full := auc.FindStringSubmatch(long)
+	require.Len(t, full, 3)
+	got := after.FindAllStringSubmatch(long, -1)
+	require.Len(t, got, 2, long)
+	assert.Equal(t, []string{"2", short[1], short[2]}, got[0][1:], "the first 2 of 4 trees score as a 2-tree fit")
+	assert.Equal(t, []string{"4", full[1], full[2]}, got[1][1:], "all 4 trees score as the fit")
 }
 
 // TestFit: on synthetic data where one input decides and another is noise,
@@ -82,8 +108,12 @@ func TestFit(t *testing.T) {
 		// ORES's shape: deeper trees, each split choosing among 3 of the
 		// inputs, vandalism cases weighted.
 		{Trees: 50, Depth: 6, Eta: 0.1, Lambda: 1, MinHess: 1, Subsample: 1, Features: 3, PosWeight: 2, Seed: 1, LinLambda: 2},
+		// No L2 and tiny leaves (scikit-learn's regularisation), with
+		// Newton and with least-squares splits.
+		{Trees: 50, Depth: 7, Eta: 0.1, Lambda: 0, MinHess: 0.1, Subsample: 1, Features: 3, Seed: 1, LinLambda: 2},
+		{Trees: 50, Depth: 7, Eta: 0.1, Lambda: 0, MinHess: 1, Subsample: 1, Features: 3, Seed: 1, LinLambda: 2, GradientSplit: true},
 	} {
-		t.Run(fmt.Sprintf("depth %d, %d inputs per split", p.Depth, p.Features), func(t *testing.T) { checkFit(t, &d, y, p) })
+		t.Run(fmt.Sprintf("depth %d, %d inputs per split, lambda %g, least squares %v", p.Depth, p.Features, p.Lambda, p.GradientSplit), func(t *testing.T) { checkFit(t, &d, y, p) })
 	}
 }
 
@@ -97,6 +127,7 @@ func checkFit(t *testing.T, d *dataset, y []bool, p params) {
 	assert.Greater(t, rules.ROCAUC(s, y), 0.9)
 	for _, tr := range m.Trees {
 		for _, n := range tr {
+			require.False(t, math.IsNaN(n.Value) || math.IsInf(n.Value, 0), "leaf values are finite")
 			if n.Left != 0 {
 				assert.False(t, detect.IsLinearInput(n.Feature), "the trees do not split on the linear stage's inputs")
 			}
