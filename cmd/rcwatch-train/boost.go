@@ -26,12 +26,19 @@ type params struct {
 	// (MinHess is then the least case weight in a child), instead of
 	// Newton's gain G²/(H+λ). Leaf values are Newton steps either way.
 	GradientSplit bool
+	// Average fits this many ensembles (seeds Seed, Seed+1, …: other
+	// feature draws and rows) and averages them: one ensemble of all
+	// their trees, each leaf divided by Average. 0 or 1: one.
+	Average int
 }
 
 func (p params) String() string {
 	split := ""
 	if p.GradientSplit {
 		split = ", least-squares splits (min hessian: least case weight)"
+	}
+	if p.Average > 1 {
+		split += fmt.Sprintf(", averaged over %d seeds", p.Average)
 	}
 	return fmt.Sprintf("%d trees of depth %d, eta %g, lambda %g, min hessian %g, subsample %g, %s per split%s, vandalism weight %g, seed %d; linear stage lambda %g",
 		p.Trees, p.Depth, p.Eta, p.Lambda, p.MinHess, p.Subsample, featuresText(p.Features), split, p.PosWeight, p.Seed, p.LinLambda)
@@ -96,9 +103,6 @@ func fit(d *dataset, p params) *detect.Model {
 		order[f] = idx
 	}
 	z := make([]float64, n)
-	for i := range z {
-		z[i] = base
-	}
 	g := make([]float64, n)
 	h := make([]float64, n)
 	splitW := h // the split weights: the hessians, or with GradientSplit the case weights
@@ -106,7 +110,32 @@ func fit(d *dataset, p params) *detect.Model {
 		splitW = tw
 	}
 	node := make([]int32, n) // the row's node in the tree being grown; -1: not in this tree's sample
-	rng := rand.New(rand.NewPCG(p.Seed, 0x5eed))
+	runs := max(p.Average, 1)
+	for run := 0; run < runs; run++ {
+		for i := range z {
+			z[i] = base
+		}
+		boost(d, order, tw, g, h, splitW, node, z, m, p, rand.New(rand.NewPCG(p.Seed+uint64(run), 0x5eed)))
+	}
+	if runs > 1 {
+		for _, tr := range m.Trees {
+			for j := range tr {
+				if tr[j].Left == 0 {
+					tr[j].Value = math.Round(tr[j].Value/float64(runs)*1e7) / 1e7
+				}
+			}
+		}
+		for i := range z {
+			z[i] = m.Logit(d.X[i]) // no linear stage yet
+		}
+	}
+	fitLinear(m, d, z, p.LinLambda)
+	return m
+}
+
+// boost grows p.Trees trees onto m from the logits z (updated).
+func boost(d *dataset, order [][]int32, tw, g, h, splitW []float64, node []int32, z []float64, m *detect.Model, p params, rng *rand.Rand) {
+	n := len(d.X)
 	for t := 0; t < p.Trees; t++ {
 		for i := 0; i < n; i++ {
 			pr := detect.Sigmoid(z[i])
@@ -127,8 +156,6 @@ func fit(d *dataset, p params) *detect.Model {
 			z[i] += tree.Eval(d.X[i])
 		}
 	}
-	fitLinear(m, d, z, p.LinLambda)
-	return m
 }
 
 // linearPrior is where the linear stage starts and what it is pulled

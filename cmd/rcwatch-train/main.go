@@ -84,6 +84,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.Float64Var(&c.p.PosWeight, "pos-weight", 1, "weight of a vandalism case in the trees against a good one")
 	fs.IntVar(&c.p.Features, "features", 3, "tree inputs each split chooses from, drawn per node (0: all nine)")
 	fs.Uint64Var(&c.p.Seed, "seed", 1, "random seed")
+	fs.IntVar(&c.p.Average, "average", 1, "fit this many ensembles (seeds -seed, -seed+1, …) and average them")
 	fs.BoolVar(&c.p.GradientSplit, "gradient-split", false, "score splits by least squares on the gradients, as scikit-learn's GradientBoosting (-min-hess is then the least case weight in a child)")
 	fs.Float64Var(&c.p.LinLambda, "linear-lambda", 2, "the linear stage's pull towards its prior weights")
 	fs.BoolVar(&c.noCV, "no-cv", false, "skip cross-validation: fit the final model only, with -threshold")
@@ -98,8 +99,8 @@ func run(args []string, stdout io.Writer) error {
 	}
 	for _, f := range strings.FieldsFunc(*cvTrees, func(r rune) bool { return r == ',' }) {
 		k, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || k < 1 || k > c.p.Trees {
-			return fmt.Errorf("-cv-trees: %q is not a number of rounds in 1…%d", f, c.p.Trees)
+		if err != nil || k < 1 || k > c.p.Trees || c.p.Average > 1 {
+			return fmt.Errorf("-cv-trees: %q is not a number of rounds in 1…%d (and not with -average)", f, c.p.Trees)
 		}
 		c.cvTrees = append(c.cvTrees, k)
 	}

@@ -112,6 +112,8 @@ func TestFit(t *testing.T) {
 		// Newton and with least-squares splits.
 		{Trees: 50, Depth: 7, Eta: 0.1, Lambda: 0, MinHess: 0.1, Subsample: 1, Features: 3, Seed: 1, LinLambda: 2},
 		{Trees: 50, Depth: 7, Eta: 0.1, Lambda: 0, MinHess: 1, Subsample: 1, Features: 3, Seed: 1, LinLambda: 2, GradientSplit: true},
+		// Three ensembles averaged.
+		{Trees: 20, Depth: 3, Eta: 0.1, Lambda: 1, MinHess: 1, Subsample: 0.8, Features: 3, Seed: 1, LinLambda: 2, Average: 3},
 	} {
 		t.Run(fmt.Sprintf("depth %d, %d inputs per split, lambda %g, least squares %v", p.Depth, p.Features, p.Lambda, p.GradientSplit), func(t *testing.T) { checkFit(t, &d, y, p) })
 	}
