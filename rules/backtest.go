@@ -10,7 +10,6 @@ import (
 	"math"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -286,7 +285,7 @@ func Backtest(ctx context.Context, srcs []Source, items []Item, cfg BacktestConf
 		firedAll = append(firedAll, append(fired, verdict))
 		labelsAll = append(labelsAll, vandal)
 		if curveOK {
-			if v, ok := eng.variable(it.Event, it.Known, curveVar, now); ok {
+			if v, ok := eng.variable(it.Event, it.Known, curveVar, now); ok && !math.IsNaN(v) { // NaN: no score, like unknown
 				scores = append(scores, scored{v, vandal})
 				rep.Scores = append(rep.Scores, ScoredCase{MetaID: it.Event.Meta.ID, Label: it.Label, Score: v})
 			}
@@ -354,20 +353,11 @@ func (e *Engine) variable(ev *event.RecentChange, known map[string]any, vi *varI
 
 // PRCurve is the precision–recall curve of "value ≥ threshold" over every
 // distinct value, thinned to at most maxPoints, with the average precision.
+// Cases whose value is NaN are left out (they cannot be ranked).
 func PRCurve(variable string, values []float64, vandal []bool, maxPoints int) *Curve {
-	idx := make([]int, len(values))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.SliceStable(idx, func(a, b int) bool { return values[idx[a]] > values[idx[b]] })
-	pos, neg := 0, 0
-	for _, v := range vandal {
-		if v {
-			pos++
-		} else {
-			neg++
-		}
-	}
+	values, vandal = withoutNaN(values, vandal)
+	idx := sortedDesc(values)
+	pos, neg := countLabels(vandal)
 	c := &Curve{Variable: variable}
 	var all []CurvePoint
 	tp, fp := 0, 0

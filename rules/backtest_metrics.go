@@ -3,6 +3,7 @@ package rules
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 )
 
@@ -10,6 +11,7 @@ import (
 // vandalism): the probability that a random vandal edit scores above a
 // random good one, ties counting half. NaN when a class is empty.
 func ROCAUC(scores []float64, vandal []bool) float64 {
+	scores, vandal = withoutNaN(scores, vandal)
 	idx := sortedDesc(scores)
 	pos, neg := countLabels(vandal)
 	if pos == 0 || neg == 0 {
@@ -40,6 +42,7 @@ func ROCAUC(scores []float64, vandal []bool) float64 {
 // AveragePrecision is Σ (Rₖ − Rₖ₋₁)·Pₖ over the distinct scores from the
 // highest down (scikit-learn's definition). NaN when there is no vandalism.
 func AveragePrecision(scores []float64, vandal []bool) float64 {
+	scores, vandal = withoutNaN(scores, vandal)
 	idx := sortedDesc(scores)
 	pos, _ := countLabels(vandal)
 	if pos == 0 {
@@ -128,6 +131,23 @@ func PrecisionAtRecall(scores []float64, vandal []bool, minRecall float64) float
 		return 0
 	}
 	return p.Precision
+}
+
+// withoutNaN leaves out the cases whose score is NaN: they cannot be
+// ranked (NaN equals nothing, not even itself, so a group of ties would
+// never end). It copies only when there is one.
+func withoutNaN(scores []float64, vandal []bool) ([]float64, []bool) {
+	i := slices.IndexFunc(scores, math.IsNaN)
+	if i < 0 {
+		return scores, vandal
+	}
+	s, v := append([]float64(nil), scores[:i]...), append([]bool(nil), vandal[:i]...)
+	for j := i + 1; j < len(scores); j++ {
+		if !math.IsNaN(scores[j]) {
+			s, v = append(s, scores[j]), append(v, vandal[j])
+		}
+	}
+	return s, v
 }
 
 func sortedDesc(scores []float64) []int {

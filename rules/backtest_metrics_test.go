@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -103,6 +104,39 @@ func TestScoreOnCases(t *testing.T) {
 				if r.ID == "vandalism-score" {
 					assert.False(t, r.WouldAutoDisable, "vandalism-score matches %.3f", r.MatchRate)
 				}
+			}
+		})
+	}
+}
+
+// A NaN score is left out, not ranked: before, a NaN made the grouping of
+// tied scores loop for ever (NaN equals nothing, not even itself).
+func TestMetricsLeaveOutNaN(t *testing.T) {
+	nan := math.NaN()
+	tests := []struct {
+		name   string
+		scores []float64
+		vandal []bool
+	}{
+		{"first", []float64{nan, 0.9, 0.8, 0.2, 0.1}, []bool{false, true, false, false, true}},
+		{"middle", []float64{0.9, 0.8, nan, 0.2, 0.1}, []bool{true, false, true, false, true}},
+		{"several", []float64{0.9, nan, 0.8, 0.2, nan, 0.1}, []bool{true, true, false, false, false, true}},
+	}
+	want := []float64{0.9, 0.8, 0.2, 0.1}
+	wantV := []bool{true, false, false, true}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				assert.Equal(t, ROCAUC(want, wantV), ROCAUC(tc.scores, tc.vandal))
+				assert.Equal(t, AveragePrecision(want, wantV), AveragePrecision(tc.scores, tc.vandal))
+				assert.Equal(t, PRCurve("x", want, wantV, 0), PRCurve("x", tc.scores, tc.vandal, 0))
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("a metric did not return with a NaN score")
 			}
 		})
 	}
