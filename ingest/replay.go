@@ -267,16 +267,6 @@ func (r *Replay) rewrite(off int64) (data []byte, at [2]int, salt int64, ok bool
 	return data, at, 0, false
 }
 
-// rewriteMetaID replaces the first "id":"<uuid>" after "meta" with an id
-// derived from it and salt, keeping every other byte.
-func rewriteMetaID(data []byte, salt int64) []byte {
-	at, ok := metaIDAt(data)
-	if !ok {
-		return data
-	}
-	return appendNewID(make([]byte, 0, len(data)), data, at, salt)
-}
-
 // metaIDAt finds the value of the first "id" after "meta": data[at[0]:at[1]].
 func metaIDAt(data []byte) (at [2]int, ok bool) {
 	mi := bytes.Index(data, []byte(`"meta"`))

@@ -33,6 +33,16 @@ func FuzzReplayFrameRoundTrip(f *testing.F) {
 	})
 }
 
+// rewriteMetaID replaces the first "id":"<uuid>" after "meta" with an id
+// derived from it and salt, as the server does for a looped event.
+func rewriteMetaID(data []byte, salt int64) []byte {
+	at, ok := metaIDAt(data)
+	if !ok {
+		return data
+	}
+	return appendNewID(nil, data, at, salt)
+}
+
 func TestRewriteMetaIDKeepsOtherBytes(t *testing.T) {
 	in := []byte(`{"$schema":"/x","meta":{"uri":"u","id":"ab8f9f18-a974-48f6-a668-988eb66b1536","dt":"d"},"id":5}`)
 	out := rewriteMetaID(in, 1)
