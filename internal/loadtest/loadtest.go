@@ -549,6 +549,13 @@ func sample(ctx context.Context, cfg Config, p probe, replay *ingest.Replay, exi
 		if served >= int64(cfg.N) && ackFloor >= lastSeq && now.Sub(tStored) > 500*time.Millisecond {
 			cpu1, _ := processCPU(p.pid)
 			res.Served, res.Stored = int(served), int(lastSeq)
+			if tEval.Before(tStored) {
+				// The stream's last sequence and the consumer's ack floor are
+				// read one after the other: the floor can be seen at the last
+				// event one sample before the stream is. Nothing is evaluated
+				// before it is stored.
+				tEval = tStored
+			}
 			res.StoreTime, res.EvalTime = tStored.Sub(t0), tEval.Sub(t0)
 			res.StoredPS = float64(lastSeq) / max(res.StoreTime.Seconds(), cfg.Poll.Seconds())
 			res.EvalPS = float64(lastSeq) / max(res.EvalTime.Seconds(), cfg.Poll.Seconds())
