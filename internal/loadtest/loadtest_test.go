@@ -37,7 +37,6 @@ func TestRunSmallPipeline(t *testing.T) {
 			assert.Equal(t, cfg.N, res.Stored, "stored once each (distinct ids, no duplicate dropped, none doubled)")
 			assert.Positive(t, res.StoredPS)
 			assert.Positive(t, res.EvalPS)
-			assert.GreaterOrEqual(t, res.EvalTime, res.StoreTime, "evaluation ends after storing")
 			assert.Positive(t, res.CPU)
 			assert.NotEmpty(t, res.Memory)
 			if cfg.Baseline {
