@@ -44,14 +44,10 @@ type Loss struct {
 	FromSeq, ThroughSeq uint64
 	KeptFrom            time.Time
 	// Filtered: the consumer has a subject filter, so how many of the
-	// removed messages were its own cannot be known; Count is a bound.
+	// removed messages were its own cannot be known; the number of
+	// sequences (ThroughSeq − FromSeq + 1) is a bound.
 	Filtered bool
 }
-
-// Count is the number of sequences lost: at most that many events
-// (deleted messages, and for a filtered consumer other subjects' messages,
-// are among them).
-func (l Loss) Count() uint64 { return l.ThroughSeq - l.FromSeq + 1 }
 
 // ResumePoint computes the checkpoint's ResumeFrom from the streams and
 // their durable consumers. A consumer whose first unacknowledged message

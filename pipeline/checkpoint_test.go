@@ -25,8 +25,7 @@ func TestResumePointReportsWhatRetentionRemoved(t *testing.T) {
 	_, js := srv.Connect(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	require.NoError(t, pipeline.Ensure(ctx, js, pipeline.Topology{Replicas: 1, Storage: jetstream.FileStorage,
-		Limits: map[string]pipeline.Limits{pipeline.StreamRecentChange: {MaxBytes: pipeline.MinStreamBytes}}}))
+	natstest.EnsureSmallRecentChange(ctx, t, js)
 
 	res, err := pipeline.ResumePoint(ctx, js)
 	require.NoError(t, err)
@@ -54,7 +53,6 @@ func TestResumePointReportsWhatRetentionRemoved(t *testing.T) {
 	require.Len(t, res.Lost, 1)
 	assert.Equal(t, pipeline.Loss{Stream: pipeline.StreamRecentChange, Consumer: "checkpoint-test",
 		FromSeq: 1, ThroughSeq: first - 1, KeptFrom: kept}, normalise(res.Lost[0]))
-	assert.Equal(t, first-1, res.Lost[0].Count())
 
 	// The consumer finishes the first ten kept messages: nothing lost any
 	// more, and the resume point is its next one.
@@ -98,8 +96,7 @@ func TestResumePointFilteredConsumerCaughtUp(t *testing.T) {
 	_, js := srv.Connect(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	require.NoError(t, pipeline.Ensure(ctx, js, pipeline.Topology{Replicas: 1, Storage: jetstream.FileStorage,
-		Limits: map[string]pipeline.Limits{pipeline.StreamRecentChange: {MaxBytes: pipeline.MinStreamBytes}}}))
+	natstest.EnsureSmallRecentChange(ctx, t, js)
 	cons, err := js.CreateOrUpdateConsumer(ctx, pipeline.StreamRecentChange, jetstream.ConsumerConfig{
 		Durable: "dewiki-only", AckPolicy: jetstream.AckExplicitPolicy,
 		FilterSubjects: []string{pipeline.RecentChangeSubject("dewiki", "edit")}})

@@ -28,8 +28,7 @@ func TestCheckpointLogsWhatRetentionRemoved(t *testing.T) {
 	_, js := srv.Connect(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	require.NoError(t, pipeline.Ensure(ctx, js, pipeline.Topology{Replicas: 1, Storage: jetstream.FileStorage,
-		Limits: map[string]pipeline.Limits{pipeline.StreamRecentChange: {MaxBytes: pipeline.MinStreamBytes}}}))
+	natstest.EnsureSmallRecentChange(ctx, t, js)
 	_, err := js.CreateOrUpdateConsumer(ctx, pipeline.StreamRecentChange, jetstream.ConsumerConfig{
 		Durable: "evaluate", AckPolicy: jetstream.AckExplicitPolicy})
 	require.NoError(t, err)

@@ -243,6 +243,15 @@ func BenchStage(b *testing.B, js jetstream.JetStream, s pipeline.Stage, stream, 
 	b.ReportMetric(float64(ai.State.Msgs)/float64(b.N), "alerts/event")
 }
 
+// EnsureSmallRecentChange creates the pipeline's streams with RECENTCHANGE
+// at the smallest byte limit allowed (pipeline.MinStreamBytes, 64 KiB), so
+// a test fills it and makes retention remove messages with a few hundred.
+func EnsureSmallRecentChange(ctx context.Context, tb testing.TB, js jetstream.JetStream) {
+	tb.Helper()
+	require.NoError(tb, pipeline.Ensure(ctx, js, pipeline.Topology{Replicas: 1, Storage: jetstream.FileStorage,
+		Limits: map[string]pipeline.Limits{pipeline.StreamRecentChange: {MaxBytes: pipeline.MinStreamBytes}}}))
+}
+
 // WaitStream waits until stream exists (a process under test creates it as
 // it starts) and fails the test if it does not within timeout.
 func WaitStream(tb testing.TB, js jetstream.JetStream, stream string, timeout time.Duration) {
