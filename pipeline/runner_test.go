@@ -25,14 +25,25 @@ import (
 	"github.com/rcwatch/rcwatch/pipeline"
 )
 
-// fillStream limits a stream to max bytes, refusing new messages (DiscardNew),
-// and fills it with one message so that every further publish fails with 503.
 // countingHandler handles every message by counting it.
 func countingHandler() (pipeline.Handler, func() int) {
 	var n atomic.Int64
 	return func(context.Context, jetstream.Msg) error { n.Add(1); return nil }, func() int { return int(n.Load()) }
 }
 
+// startRunner builds a runner and runs it until ctx ends; done receives
+// what Run returned.
+func startRunner(ctx context.Context, t *testing.T, d pipeline.Deps, cfg pipeline.RunnerConfig, h pipeline.Handler) (*pipeline.Runner, <-chan error) {
+	t.Helper()
+	r, err := pipeline.NewRunner(d, cfg, h)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return r, done
+}
+
+// fillStream limits a stream to max bytes, refusing new messages (DiscardNew),
+// and fills it with one message so that every further publish fails with 503.
 func fillStream(t *testing.T, js jetstream.JetStream, name, subject string, maxBytes int64) {
 	t.Helper()
 	ctx := context.Background()
@@ -272,13 +283,10 @@ func TestRunnerRetentionSkippedFiltered(t *testing.T) {
 			handled := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
 			reg := prometheus.NewRegistry()
 			logs := logtest.NewSink()
-			r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.New(logs), Now: now}, pipeline.RunnerConfig{
+			r, done := startRunner(ctx, t, pipeline.Deps{JS: js, Reg: reg, Log: zerolog.New(logs), Now: now}, pipeline.RunnerConfig{
 				Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test", FilterSubjects: []string{"rc.testwiki.>"},
 				WatchInterval: tc.watch, PlainAck: true,
 			}, h)
-			require.NoError(t, err)
-			done := make(chan error, 1)
-			go func() { done <- r.Run(ctx) }()
 
 			// Messages 1..100, the odd ones matching. The consumer handles
 			// 1..9, then is paused at the server (it reaches nothing more).
@@ -295,7 +303,7 @@ func TestRunnerRetentionSkippedFiltered(t *testing.T) {
 			publish(1, 9)
 			require.Eventually(t, func() bool { return handled() == 5 }, 10*time.Second, 10*time.Millisecond)
 			require.Eventually(t, func() bool { return r.Ready() == nil }, 10*time.Second, 10*time.Millisecond)
-			_, err = js.PauseConsumer(ctx, pipeline.StreamRecentChange, "test", time.Now().Add(time.Hour))
+			_, err := js.PauseConsumer(ctx, pipeline.StreamRecentChange, "test", time.Now().Add(time.Hour))
 			require.NoError(t, err)
 			publish(10, 100)
 
@@ -352,16 +360,13 @@ func TestRunnerReportsStall(t *testing.T) {
 	defer cancel()
 	h, handled := countingHandler()
 	reg := prometheus.NewRegistry()
-	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.Nop()}, pipeline.RunnerConfig{
+	r, done := startRunner(ctx, t, pipeline.Deps{JS: js, Reg: reg, Log: zerolog.Nop()}, pipeline.RunnerConfig{
 		Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test",
 		WatchInterval: 50 * time.Millisecond, StallAfter: 300 * time.Millisecond, PlainAck: true,
 	}, h)
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
 	require.Eventually(t, func() bool { return r.Ready() == nil }, 10*time.Second, 10*time.Millisecond)
 
-	_, err = js.PauseConsumer(ctx, pipeline.StreamRecentChange, "test", time.Now().Add(time.Hour))
+	_, err := js.PauseConsumer(ctx, pipeline.StreamRecentChange, "test", time.Now().Add(time.Hour))
 	require.NoError(t, err)
 	_, err = js.Publish(ctx, "rc.testwiki.edit", []byte("waiting"))
 	require.NoError(t, err)
@@ -395,12 +400,9 @@ func TestRunnerRecoversConsumerAndServer(t *testing.T) {
 		return nil
 	}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
-	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Log: zerolog.Nop()}, pipeline.RunnerConfig{
+	r, done := startRunner(ctx, t, pipeline.Deps{JS: js, Log: zerolog.Nop()}, pipeline.RunnerConfig{
 		Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test", PlainAck: true,
 	}, h)
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
 	publish := func(from, to int) {
 		for i := from; i < to; i++ {
 			natstest.Publish(t, js, "rc.testwiki.edit", "m"+strconv.Itoa(i), []byte(strconv.Itoa(i)))
@@ -439,12 +441,9 @@ func TestRunnerStartsWhileNATSIsDown(t *testing.T) {
 	defer cancel()
 	handled := make(chan string, 10)
 	logs := logtest.NewSink()
-	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Log: zerolog.New(logs)}, pipeline.RunnerConfig{
+	r, done := startRunner(ctx, t, pipeline.Deps{JS: js, Log: zerolog.New(logs)}, pipeline.RunnerConfig{
 		Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test", PlainAck: true,
 	}, func(_ context.Context, m jetstream.Msg) error { handled <- string(m.Data()); return nil })
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
 	logs.Await(t, 0, 30*time.Second, "NATS cannot create the consumer yet")
 	require.Error(t, r.Ready(), "not ready while it cannot consume")
 
@@ -476,13 +475,10 @@ func TestRunnerRetentionIdleFilteredIsNoLoss(t *testing.T) {
 	h, handled := countingHandler()
 	reg := prometheus.NewRegistry()
 	logs := logtest.NewSink()
-	r, err := pipeline.NewRunner(pipeline.Deps{JS: js, Reg: reg, Log: zerolog.New(logs)}, pipeline.RunnerConfig{
+	r, done := startRunner(ctx, t, pipeline.Deps{JS: js, Reg: reg, Log: zerolog.New(logs)}, pipeline.RunnerConfig{
 		Stage: "test", Stream: pipeline.StreamRecentChange, Durable: "test", FilterSubjects: []string{"rc.testwiki.>"},
 		WatchInterval: 50 * time.Millisecond, PlainAck: true,
 	}, h)
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
 	publish := func(subject string, count int) {
 		for range count {
 			_, err := js.Publish(ctx, subject, []byte("x"))
